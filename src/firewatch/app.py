@@ -1,0 +1,67 @@
+"""create_app(settings): wiring and lifespan only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from firewatch import __version__
+from firewatch.http import health, problems
+from firewatch.http.body_limit import BodyLimitMiddleware
+from firewatch.http.responses import JSONResponse
+from firewatch.incidents import api as incidents_api
+from firewatch.runtime import migrations
+from firewatch.runtime.database import create_pool
+from firewatch.runtime.redis import create_redis
+from firewatch.settings import Settings, load_settings
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    if settings.database_url is None or settings.redis_url is None:
+        raise ValueError("create_app needs resolved database and Redis URLs (see cli.serve)")
+    database_url = settings.database_url.get_secret_value()
+    redis_url = settings.redis_url.get_secret_value()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await migrations.upgrade(database_url)
+        app.state.pool = await create_pool(
+            database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            command_timeout=settings.db_command_timeout,
+        )
+        app.state.redis = create_redis(redis_url)
+        log.info("firewatch started", version=__version__)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="firewatch",
+        version=__version__,
+        summary="Incident tracker for ML and data platform teams",
+        default_response_class=JSONResponse,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(incidents_api.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings (with resolved URLs) come from the env."""
+    return create_app(load_settings())

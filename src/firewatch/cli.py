@@ -1,0 +1,137 @@
+"""The ``firewatch`` command: serve, migrate, and (as features land) more."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Annotated
+
+import asyncpg
+import typer
+import uvicorn
+
+from firewatch.observability.logging import configure_logging
+from firewatch.runtime import migrations
+from firewatch.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
+from firewatch.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+cli = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # tracebacks with locals could print secrets
+    help="firewatch incident tracker",
+)
+
+EMBEDDED_DATABASE = "firewatch"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"firewatch: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+async def _ensure_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            # CREATE DATABASE takes no parameters; the name is our constant, not input.
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def resolved_servers(settings: Settings) -> Iterator[Settings]:
+    """Start the embedded servers that are not configured; yield settings with URLs.
+
+    The URLs are exported to the environment so that uvicorn's worker processes
+    (which load settings afresh) reach the same servers.
+    """
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    try:
+        if settings.database_url is None:
+            pg = EmbeddedPostgres(settings.data_dir)
+            admin = pg.start()
+            started.append(pg)
+            asyncio.run(_ensure_database(admin, EMBEDDED_DATABASE))
+            os.environ[f"{ENV_PREFIX}DATABASE_URL"] = pg._server.get_uri(EMBEDDED_DATABASE)
+            typer.echo(f"firewatch: embedded PostgreSQL in {settings.data_dir}/postgres", err=True)
+        if settings.redis_url is None:
+            rd = EmbeddedRedis(settings.data_dir)
+            os.environ[f"{ENV_PREFIX}REDIS_URL"] = rd.start()
+            started.append(rd)
+            typer.echo(f"firewatch: embedded Redis in {settings.data_dir}", err=True)
+        yield load_settings()
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides FIREWATCH_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides FIREWATCH_PORT")] = None,
+    workers: Annotated[int | None, typer.Option(help="Overrides FIREWATCH_WORKERS")] = None,
+) -> None:
+    """Serve the API (starting embedded PostgreSQL/Redis when none is configured)."""
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"{ENV_PREFIX}{name}"] = str(value)
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.binds_loopback_only:
+        typer.echo(
+            f"firewatch: refusing to bind {settings.host}: authentication is not configured, "
+            "so firewatch serves this machine only (FIREWATCH_HOST=127.0.0.1)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default
+    # action that would kill the process before the embedded servers are stopped.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    with resolved_servers(settings) as resolved:
+        assert resolved.database_url is not None
+        asyncio.run(migrations.upgrade(resolved.database_url.get_secret_value()))
+        uvicorn.run(
+            "firewatch.app:app_from_env",
+            factory=True,
+            host=resolved.host,
+            port=resolved.port,
+            workers=resolved.workers,
+            log_config=None,
+            server_header=False,
+            date_header=True,
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+        )
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations (safe to run while other replicas start)."""
+    settings = _settings()
+    with resolved_servers(settings) as resolved:
+        assert resolved.database_url is not None
+        heads = asyncio.run(migrations.upgrade(resolved.database_url.get_secret_value()))
+    typer.echo(f"database at revision {', '.join(heads)}")
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)

@@ -1,0 +1,71 @@
+"""Errors that services raise and the HTTP layer renders as RFC 9457 problems.
+
+Each carries its status and a stable problem ``type`` so a client can branch on it;
+the ``detail`` is written for the person reading it and never holds exception text
+from a library, a query or a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "https://firewatch.dev/problems/"
+
+
+class FirewatchError(Exception):
+    status: int = 500
+    slug: str = "internal"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+
+class BadRequestError(FirewatchError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class UnauthorizedError(FirewatchError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+class ForbiddenError(FirewatchError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class NotFoundError(FirewatchError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class ConflictError(FirewatchError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class InvalidTransitionError(FirewatchError):
+    status, slug, title = 409, "invalid-transition", "Invalid status transition"
+
+
+class PreconditionFailedError(FirewatchError):
+    status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
+class PreconditionRequiredError(FirewatchError):
+    status, slug, title = 428, "precondition-required", "Precondition required"
+
+
+class UnprocessableError(FirewatchError):
+    status, slug, title = 422, "validation", "Invalid request"
+
+
+class RateLimitedError(FirewatchError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+
+class UnavailableError(FirewatchError):
+    status, slug, title = 503, "unavailable", "Service unavailable"

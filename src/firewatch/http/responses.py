@@ -1,0 +1,21 @@
+"""JSON responses encoded once, by orjson, without a second validation pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
+
+
+class ProblemResponse(JSONResponse):
+    """RFC 9457 problem details."""
+
+    media_type = "application/problem+json"

@@ -1,0 +1,1 @@
+"""Incidents: the system of record that every other feature feeds or reads."""

@@ -1,0 +1,226 @@
+"""Every SQL statement about incidents and their timeline.
+
+Plain functions over a connection, so the service decides the transaction. Values
+always travel as ``$n`` parameters; the only composed SQL is the choice among fixed
+WHERE fragments in :func:`list_incidents`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from firewatch.runtime.database import Conn
+
+COLUMNS = (
+    "id, title, description, severity, category, status, service, team, owner, labels, "
+    "version, reopen_count, created_by, opened_at, acknowledged_at, mitigated_at, "
+    "resolved_at, closed_at, updated_at"
+)
+
+_CREATE = f"""
+WITH inc AS (
+    INSERT INTO incidents (title, description, severity, category, service, team, owner,
+                           labels, created_by)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    RETURNING {COLUMNS}
+), tl AS (
+    INSERT INTO incident_timeline (incident_id, at, actor, kind, after)
+    SELECT id, opened_at, created_by, 'created', $10::jsonb FROM inc
+)
+SELECT * FROM inc
+"""
+
+
+async def create(
+    conn: Conn,
+    *,
+    title: str,
+    description: str,
+    severity: int,
+    category: str,
+    service: str | None,
+    team: str | None,
+    owner: str | None,
+    labels: dict[str, str],
+    actor: str,
+    snapshot: dict[str, Any],
+) -> asyncpg.Record:
+    """Insert an incident and its 'created' timeline entry in one statement."""
+    row = await conn.fetchrow(
+        _CREATE,
+        title,
+        description,
+        severity,
+        category,
+        service,
+        team,
+        owner,
+        labels,
+        actor,
+        snapshot,
+    )
+    assert row is not None
+    return row
+
+
+async def get(conn: Conn, incident_id: int, *, for_update: bool = False) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT {COLUMNS} FROM incidents WHERE id = $1{lock}", incident_id)
+
+
+# Columns a PATCH may change; the mapping keeps SQL identifiers out of user input.
+EDITABLE = ("title", "description", "severity", "category", "service", "team", "owner", "labels")
+
+
+async def update_fields(
+    conn: Conn, incident_id: int, changes: dict[str, Any], now: datetime
+) -> asyncpg.Record:
+    """Apply field changes and bump the version; ``changes`` keys are from EDITABLE."""
+    sets = []
+    args: list[Any] = [incident_id, now]
+    for name in EDITABLE:
+        if name in changes:
+            args.append(changes[name])
+            sets.append(f"{name} = ${len(args)}")
+    row = await conn.fetchrow(
+        f"UPDATE incidents SET {', '.join(sets)}, version = version + 1, updated_at = $2 "
+        f"WHERE id = $1 RETURNING {COLUMNS}",
+        *args,
+    )
+    assert row is not None
+    return row
+
+
+async def update_lifecycle(
+    conn: Conn,
+    incident_id: int,
+    *,
+    status: str,
+    acknowledged_at: datetime | None,
+    mitigated_at: datetime | None,
+    resolved_at: datetime | None,
+    closed_at: datetime | None,
+    reopen_count: int,
+    now: datetime,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        f"""
+        UPDATE incidents
+           SET status = $2, acknowledged_at = $3, mitigated_at = $4, resolved_at = $5,
+               closed_at = $6, reopen_count = $7, version = version + 1, updated_at = $8
+         WHERE id = $1
+        RETURNING {COLUMNS}
+        """,
+        incident_id,
+        status,
+        acknowledged_at,
+        mitigated_at,
+        resolved_at,
+        closed_at,
+        reopen_count,
+        now,
+    )
+    assert row is not None
+    return row
+
+
+async def append_timeline(
+    conn: Conn,
+    incident_id: int,
+    *,
+    actor: str,
+    kind: str,
+    at: datetime,
+    before: Any = None,
+    after: Any = None,
+    note: str | None = None,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """
+        INSERT INTO incident_timeline (incident_id, at, actor, kind, before, after, note)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        RETURNING id, incident_id, at, actor, kind, before, after, note
+        """,
+        incident_id,
+        at,
+        actor,
+        kind,
+        before,
+        after,
+        note,
+    )
+    assert row is not None
+    return row
+
+
+async def timeline(
+    conn: Conn, incident_id: int, *, after_id: int, limit: int
+) -> list[asyncpg.Record]:
+    """Timeline entries oldest first (a story reads forwards), keyset on id."""
+    return await conn.fetch(
+        """
+        SELECT id, incident_id, at, actor, kind, before, after, note
+          FROM incident_timeline
+         WHERE incident_id = $1 AND id > $2
+         ORDER BY id
+         LIMIT $3
+        """,
+        incident_id,
+        after_id,
+        limit,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    status: list[str] | None = None
+    severity: list[int] | None = None
+    category: list[str] | None = None
+    service: str | None = None
+    team: str | None = None
+    owner: str | None = None
+    opened_after: datetime | None = None
+    opened_before: datetime | None = None
+    q: str | None = None
+
+
+async def list_incidents(
+    conn: Conn, flt: ListFilter, *, before_id: int | None, limit: int
+) -> list[asyncpg.Record]:
+    """Newest first, keyset on id (identity order is creation order): no OFFSET, no COUNT."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def add(fragment: str, value: Any) -> None:
+        args.append(value)
+        where.append(fragment.format(n=len(args)))
+
+    if flt.status:
+        add("status = ANY(${n}::text[])", flt.status)
+    if flt.severity:
+        add("severity = ANY(${n}::smallint[])", flt.severity)
+    if flt.category:
+        add("category = ANY(${n}::text[])", flt.category)
+    if flt.service is not None:
+        add("service = ${n}", flt.service)
+    if flt.team is not None:
+        add("team = ${n}", flt.team)
+    if flt.owner is not None:
+        add("owner = ${n}", flt.owner)
+    if flt.opened_after is not None:
+        add("opened_at >= ${n}", flt.opened_after)
+    if flt.opened_before is not None:
+        add("opened_at < ${n}", flt.opened_before)
+    if flt.q:
+        add("search @@ websearch_to_tsquery('english', ${n})", flt.q)
+    if before_id is not None:
+        add("id < ${n}", before_id)
+    args.append(limit)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return await conn.fetch(
+        f"SELECT {COLUMNS} FROM incidents {clause} ORDER BY id DESC LIMIT ${len(args)}", *args
+    )

@@ -1,0 +1,45 @@
+"""The asyncpg pool: the only way the stores reach PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+import orjson
+
+if TYPE_CHECKING:
+    PgPool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    Conn: TypeAlias = (
+        asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+    )
+else:  # asyncpg's classes are generic only in its stubs
+    PgPool = asyncpg.Pool
+    Conn = asyncpg.Connection
+
+
+def _encode_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    # jsonb travels as Python objects; orjson is both faster and stricter than json.
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
+    )
+    await conn.set_type_codec("json", encoder=_encode_json, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, command_timeout: float = 30.0
+) -> PgPool:
+    """Open a pool whose connections decode json/jsonb to Python values."""
+    pool: PgPool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=command_timeout,
+        init=_init_connection,
+        server_settings={"application_name": "firewatch", "timezone": "UTC"},
+    )
+    return pool

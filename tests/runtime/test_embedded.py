@@ -1,0 +1,42 @@
+"""The embedded defaults: `firewatch serve` with nothing configured, then a restart."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.servers import live_server
+
+
+def _servers_on(data_dir: Path) -> list[psutil.Process]:
+    needle = str(data_dir.resolve())
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if needle in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid()
+    ]
+
+
+def test_embedded_start_serve_stop_restart_keeps_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {"FIREWATCH_DATA_DIR": str(data_dir)}
+    # no FIREWATCH_DATABASE_URL / FIREWATCH_REDIS_URL: live_server drops them from the env
+    with live_server(env, tmp_path / "first.log") as server:
+        r = httpx.post(
+            f"{server.base_url}/api/v1/incidents",
+            json={"title": "embedded survives restarts", "severity": "SEV4"},
+        )
+        assert r.status_code == 201, r.text
+        ref = r.json()["id"]
+        assert "embedded PostgreSQL" in server.log()
+        assert _servers_on(data_dir / "postgres"), "embedded postgres runs while serving"
+    # after SIGTERM, firewatch stops the embedded servers it started
+    _gone, alive = psutil.wait_procs(_servers_on(data_dir), timeout=15)
+    assert alive == [], f"left running: {[p.info['cmdline'] for p in alive]}"
+    with live_server(env, tmp_path / "second.log") as server:
+        r = httpx.get(f"{server.base_url}/api/v1/incidents/{ref}")
+        assert r.status_code == 200
+        assert r.json()["title"] == "embedded survives restarts"

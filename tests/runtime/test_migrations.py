@@ -1,0 +1,38 @@
+"""Migrations: up from empty, idempotent, and safe when replicas start together."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from firewatch.runtime import migrations
+from tests import servers
+
+
+async def test_up_from_empty_is_idempotent_and_concurrent(admin_database_url: str) -> None:
+    name, url = await servers.create_database(admin_database_url)
+    try:
+        assert await migrations.current(url) == ()
+        # five "replicas" start at once: the advisory lock lets exactly one migrate
+        results = await asyncio.gather(*(migrations.upgrade(url) for _ in range(5)))
+        assert all(r == migrations.head_revisions() for r in results)
+        assert await migrations.upgrade(url) == migrations.head_revisions()
+        conn = await asyncpg.connect(url)
+        try:
+            tables = {
+                r["tablename"]
+                for r in await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
+            }
+            assert {"incidents", "incident_timeline", "alembic_version"} <= tables
+            assert await conn.fetchval("SELECT count(*) FROM alembic_version") == 1
+        finally:
+            await conn.close()
+    finally:
+        await servers.drop_database(admin_database_url, name)
+
+
+def test_single_head() -> None:
+    assert len(migrations.head_revisions()) == 1

@@ -1,0 +1,154 @@
+"""The real servers the tests talk to: from the environment, else embedded ones.
+
+``FIREWATCH_TEST_DATABASE_URL`` names a PostgreSQL where the tests may create and
+drop databases; ``FIREWATCH_TEST_REDIS_URL`` a Redis whose numbered databases the
+tests may flush. Without them, an embedded PostgreSQL and Redis are started in a
+temporary directory for the run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+
+from firewatch.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
+
+
+def worker_index() -> int:
+    """0 for the main process, n+1 for pytest-xdist worker gwN."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(name[2:]) + 1 if name.startswith("gw") else 0
+
+
+@contextmanager
+def admin_database_url(tmp: Path) -> Iterator[str]:
+    url = os.environ.get("FIREWATCH_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    pg = EmbeddedPostgres(tmp / "embedded")
+    try:
+        yield pg.start()
+    finally:
+        pg.stop()
+
+
+@contextmanager
+def redis_base_url(tmp: Path) -> Iterator[str]:
+    url = os.environ.get("FIREWATCH_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    rd = EmbeddedRedis(tmp / "embedded")
+    try:
+        yield rd.start()
+    finally:
+        rd.stop()
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database (unix-socket URLs included)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return urlunsplit(parts._replace(query=f"db={db}"))
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+async def create_database(admin_url: str) -> tuple[str, str]:
+    name = f"fw_test_{worker_index()}_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name, with_database(admin_url, name)
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveServer:
+    """A ``firewatch serve`` process on 127.0.0.1, for tests that need real HTTP."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"firewatch exited early with {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"firewatch at {base_url} not ready in {timeout}s")
+
+
+@contextmanager
+def live_server(
+    env: Mapping[str, str], log_path: Path, *, args: tuple[str, ...] = ()
+) -> Iterator[LiveServer]:
+    port = free_port()
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FIREWATCH_") or k.startswith("FIREWATCH_TEST_")
+    }
+    full_env.update({"FIREWATCH_HOST": "127.0.0.1", "FIREWATCH_PORT": str(port)})
+    full_env.update(env)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "firewatch", "serve", *args],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base_url, process)
+            yield LiveServer(process, base_url, log_path)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
