@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck pytest bench fmt clean venv
+.PHONY: run test lint typecheck pytest bench fmt clean venv test-deps
 
 venv: $(STAMP)
 
@@ -23,7 +23,10 @@ lint: venv
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src tests bench
 
-pytest: venv
+test-deps:
+	bash scripts/test-deps.sh
+
+pytest: venv test-deps
 	$(BIN)/pytest -n 2 --dist loadfile
 
 test: lint pytest

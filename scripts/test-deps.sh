@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives as real peers (e.g. a real
+# Alertmanager, promtool, shellcheck). Called by `make test`; idempotent and quick
+# when everything is present. Add a package to APT_PACKAGES with the test needing it.
+set -euo pipefail
+
+APT_PACKAGES=(
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test-deps: missing Debian packages: ${missing[*]} (run as root or install them)" >&2
+  exit 1
+fi
+echo "test-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
