@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from firewatch import __version__
+from firewatch.analytics import api as analytics_api
 from firewatch.http import health, problems
 from firewatch.http.body_limit import BodyLimitMiddleware
 from firewatch.http.responses import JSONResponse
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(incidents_api.router)
+    app.include_router(analytics_api.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app
 

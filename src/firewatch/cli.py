@@ -130,6 +130,22 @@ def migrate() -> None:
     typer.echo(f"database at revision {', '.join(heads)}")
 
 
+@cli.command()
+def report(
+    window: Annotated[str, typer.Option(help="7d, 30d, 12h ... ending now")] = "30d",
+    service: Annotated[str | None, typer.Option(help="Only this service")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary")] = False,
+) -> None:
+    """MTTA / time to mitigate / MTTR, repeats and SLO breaches over a window."""
+    from firewatch.analytics import cli as analytics_cli
+
+    settings = _settings()
+    with resolved_servers(settings) as resolved:
+        code = analytics_cli.report(resolved, window, service, team, as_json)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     try:
         cli()

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FIREWATCH_"
@@ -21,6 +21,22 @@ ENV_PREFIX = "FIREWATCH_"
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
+
+
+class SloTargetSetting(BaseModel):
+    """Per-severity SLO targets in seconds; null means that clock has no target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ack_seconds: Annotated[float, Field(gt=0, le=365 * 86400)] | None = None
+    resolve_seconds: Annotated[float, Field(gt=0, le=365 * 86400)] | None = None
+
+
+def _default_slo_targets() -> dict[str, SloTargetSetting]:
+    return {
+        "SEV1": SloTargetSetting(ack_seconds=5 * 60, resolve_seconds=30 * 60),
+        "SEV2": SloTargetSetting(ack_seconds=15 * 60, resolve_seconds=2 * 3600),
+    }
 
 
 class Settings(BaseSettings):
@@ -55,6 +71,13 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     ready_timeout: Annotated[float, Field(gt=0, le=30)] = 2.0
 
+    # --- analytics (issue 6) ---
+    analytics_repeat_days: Annotated[float, Field(gt=0, le=365)] = 7.0
+    slo_targets: dict[str, SloTargetSetting] = Field(
+        default_factory=_default_slo_targets,
+        description='JSON, e.g. {"SEV1": {"ack_seconds": 300, "resolve_seconds": 1800}}',
+    )
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -62,6 +85,17 @@ class Settings(BaseSettings):
         if level not in {"critical", "error", "warning", "info", "debug"}:
             raise ValueError("must be one of critical, error, warning, info, debug")
         return level
+
+    @field_validator("slo_targets")
+    @classmethod
+    def _slo_severities(cls, value: dict[str, SloTargetSetting]) -> dict[str, SloTargetSetting]:
+        out = {}
+        for key, target in value.items():
+            name = key.strip().upper()
+            if name not in {"SEV1", "SEV2", "SEV3", "SEV4"}:
+                raise ValueError(f"unknown severity {key!r}; expected SEV1..SEV4")
+            out[name] = target
+        return out
 
     @field_validator("host")
     @classmethod

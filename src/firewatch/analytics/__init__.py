@@ -1,0 +1,1 @@
+"""Incident analytics: MTTA/MTTR and friends over windows (pandas)."""
