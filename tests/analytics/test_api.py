@@ -6,6 +6,7 @@ from every other incident in the worker's database.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import os
@@ -116,6 +117,17 @@ async def test_bad_input_is_problem_json(client: httpx.AsyncClient) -> None:
     assert r.status_code == 422
 
 
+def _firewatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "firewatch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 async def test_report_command_prints_tables(database_url: str, pool: PgPool) -> None:
     async with pool.acquire() as conn:
         team = f"report-{os.getpid()}"
@@ -133,25 +145,11 @@ async def test_report_command_prints_tables(database_url: str, pool: PgPool) -> 
             "COLUMNS": "200",
         }
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "firewatch", "report", "--window", "1d", "--team", team],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = await asyncio.to_thread(_firewatch, env, "report", "--window", "1d", "--team", team)
     assert done.returncode == 0, done.stderr
     assert "by severity" in done.stdout
     assert "SEV1" in done.stdout
     assert "60.0m" in done.stdout  # MTTA of the one incident: 1 hour
-    bad = subprocess.run(
-        [sys.executable, "-m", "firewatch", "report", "--window", "soon"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    bad = await asyncio.to_thread(_firewatch, env, "report", "--window", "soon")
     assert bad.returncode == 2
     assert "--window" in bad.stderr
