@@ -14,6 +14,10 @@ from firewatch.http import health, problems
 from firewatch.http.body_limit import BodyLimitMiddleware
 from firewatch.http.responses import JSONResponse
 from firewatch.incidents import api as incidents_api
+from firewatch.observability import api as observability_api
+from firewatch.observability.logging import configure_logging
+from firewatch.observability.middleware import ObservabilityMiddleware
+from firewatch.observability.redact import Pseudonymizer
 from firewatch.runtime import migrations
 from firewatch.runtime.database import create_pool
 from firewatch.runtime.redis import create_redis
@@ -61,9 +65,21 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(incidents_api.router)
     app.include_router(analytics_api.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # observability: outermost of ours, so it times and logs every answer (413s too)
+    if settings.metrics_enabled:
+        app.include_router(observability_api.router)
+    key = settings.log_pseudonym_key
+    app.add_middleware(
+        ObservabilityMiddleware,
+        pseudonymizer=Pseudonymizer(key.get_secret_value().encode() if key else None),
+        metrics_enabled=settings.metrics_enabled,
+    )
     return app
 
 
 def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings (with resolved URLs) come from the env."""
-    return create_app(load_settings())
+    settings = load_settings()
+    # Workers are spawned processes: logging configured in the master does not carry over.
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import asyncpg
 import typer
 import uvicorn
 
+from firewatch.observability import multiproc
 from firewatch.observability.logging import configure_logging
 from firewatch.runtime import migrations
 from firewatch.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -100,6 +102,10 @@ def serve(
         )
         raise typer.Exit(2)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Before uvicorn imports the app (and prometheus_client) in any process.
+    multiproc.prepare(settings.data_dir)
+    if settings.log_pseudonym_key is None:  # one key shared by all workers of this run
+        os.environ[f"{ENV_PREFIX}LOG_PSEUDONYM_KEY"] = secrets.token_urlsafe(32)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default
     # action that would kill the process before the embedded servers are stopped.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -113,6 +119,7 @@ def serve(
             port=resolved.port,
             workers=resolved.workers,
             log_config=None,
+            access_log=False,  # firewatch.access logs each request (route, status, trace)
             server_header=False,
             date_header=True,
             proxy_headers=False,

@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         description='JSON, e.g. {"SEV1": {"ack_seconds": 300, "resolve_seconds": 1800}}',
     )
 
+    # observability (logs, metrics; traces are configured by the standard OTEL_* variables)
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token required on GET /metrics; unset serves /metrics openly.",
+    )
+    metrics_enabled: bool = Field(default=True, description="Record and serve /metrics.")
+    log_pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for client-address pseudonyms in logs; unset: random per start.",
+    )
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -96,6 +107,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown severity {key!r}; expected SEV1..SEV4")
             out[name] = target
         return out
+
+    @field_validator("metrics_token", "log_pseudonym_key")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
 
     @field_validator("host")
     @classmethod

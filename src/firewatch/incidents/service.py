@@ -22,6 +22,7 @@ from firewatch.incidents.model import (
     display_ref,
     transition,
 )
+from firewatch.observability import metrics
 from firewatch.runtime.database import PgPool as Pool
 
 
@@ -66,7 +67,7 @@ async def create_incident(pool: Pool, actor: Principal, new: NewIncident) -> asy
         "owner": new.owner,
     }
     async with pool.acquire() as conn:
-        return await store.create(
+        row = await store.create(
             conn,
             title=new.title,
             description=new.description,
@@ -79,6 +80,8 @@ async def create_incident(pool: Pool, actor: Principal, new: NewIncident) -> asy
             actor=actor.subject,
             snapshot=snapshot,
         )
+    metrics.record_incident_opened(row["severity"])
+    return row
 
 
 async def get_incident(pool: Pool, incident_id: int) -> asyncpg.Record:

@@ -1,0 +1,347 @@
+"""Prometheus metrics about firewatch itself, correct across uvicorn worker processes.
+
+Every metric firewatch exports is defined here, once. Other features never touch a
+``prometheus_client`` object directly; they call the small helpers below, whose label
+values are checked or normalised so that a metric's cardinality stays bounded:
+
+============================  ===============================================
+helper                        metric
+============================  ===============================================
+``observe_request``           ``firewatch_http_request_duration_seconds``
+                              (called by the HTTP middleware, not by features)
+``record_alerts_ingested``    ``firewatch_alerts_ingested_total{source}``
+``record_incident_opened``    ``firewatch_incidents_opened_total{severity}``
+``record_notification``       ``firewatch_notification_deliveries_total{outcome}``
+``observe_score``             ``firewatch_detection_score{stream}``
+``record_anomaly``            ``firewatch_detection_anomalies_total{stream}``
+``record_auth_failure``       ``firewatch_auth_failures_total{reason}``
+``register_queue_depth``      ``firewatch_queue_depth{queue}`` (scrape time)
+(none: from the database)     ``firewatch_open_incidents{severity}``
+============================  ===============================================
+
+**Several workers.** ``firewatch serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at an empty
+directory under the data dir before uvicorn starts its workers (see
+:func:`firewatch.observability.multiproc.prepare`), so every worker's counters and
+histograms live in memory-mapped files that ``/metrics`` sums on each scrape, whichever
+worker answers.
+Values that describe the *system* rather than the process (open incidents, queue
+depth) are never kept in a process: they are read from PostgreSQL at scrape time
+(:func:`collect_database_gauges`), so every worker reports the same, true figure.
+Without ``PROMETHEUS_MULTIPROC_DIR`` (tests, single in-process app) the metrics live
+in the default in-memory registry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from firewatch.observability.multiproc import MULTIPROC_ENV
+from firewatch.runtime.database import Conn
+
+__all__ = [
+    "AUTH_FAILURE_REASONS",
+    "CONTENT_TYPE_LATEST",
+    "NOTIFICATION_OUTCOMES",
+    "collect_database_gauges",
+    "multiprocess_dir",
+    "observe_request",
+    "observe_score",
+    "record_alerts_ingested",
+    "record_anomaly",
+    "record_auth_failure",
+    "record_incident_opened",
+    "record_notification",
+    "register_queue_depth",
+    "render",
+]
+
+
+# ``*_created`` series exist only in single-process mode; without them, both modes expose
+# the same names (and Prometheus does not need them).
+disable_created_metrics()
+
+#: Label value used when a caller passes something outside a closed set, so a bug or
+#: hostile input can never create unbounded label values.
+OTHER: Final = "other"
+
+#: Why an authentication attempt failed. Pass one of these to :func:`record_auth_failure`.
+AUTH_FAILURE_REASONS: Final = frozenset(
+    {
+        "missing_credentials",  # no Authorization header / API key / session
+        "malformed",  # credentials present but unparseable
+        "invalid_credentials",  # wrong password / unknown key / bad signature
+        "expired",  # token or key past its expiry
+        "revoked",  # key or session revoked
+        "forbidden",  # authenticated but the role does not allow the action
+        "rate_limited",  # too many failed attempts
+        "locked",  # account locked
+    }
+)
+
+#: Result of one notification delivery attempt; see :func:`record_notification`.
+NOTIFICATION_OUTCOMES: Final = frozenset(
+    {
+        "delivered",  # the receiver accepted it (2xx)
+        "retry",  # transient failure, will be retried (5xx, timeout, connection error)
+        "failed",  # permanent failure for this attempt (4xx other than 429)
+        "dead",  # gave up after the last retry
+        "skipped",  # nothing to send (e.g. channel disabled)
+    }
+)
+
+#: Seconds. Covers fast cached reads (~1 ms) up to slow exports, SLO boundary at 0.25/1 s.
+REQUEST_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+#: Anomaly scores are normalised to [0, 1] by the detector (1 = most anomalous).
+SCORE_BUCKETS: Final = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+REQUEST_DURATION = Histogram(
+    "firewatch_http_request_duration_seconds",
+    "HTTP request duration by method, route template and status class (2xx, 4xx, ...).",
+    ["method", "route", "status_class"],
+    buckets=REQUEST_BUCKETS,
+)
+ALERTS_INGESTED = Counter(
+    "firewatch_alerts_ingested",
+    "Alerts accepted by an ingestion endpoint, by source.",
+    ["source"],
+)
+INCIDENTS_OPENED = Counter(
+    "firewatch_incidents_opened",
+    "Incidents opened (created or opened by grouping/detection), by severity.",
+    ["severity"],
+)
+NOTIFICATION_DELIVERIES = Counter(
+    "firewatch_notification_deliveries",
+    "Notification delivery attempts, by outcome.",
+    ["outcome"],
+)
+DETECTION_SCORE = Histogram(
+    "firewatch_detection_score",
+    "Anomaly scores computed by the detector (0..1, higher is more anomalous), by stream.",
+    ["stream"],
+    buckets=SCORE_BUCKETS,
+)
+DETECTION_ANOMALIES = Counter(
+    "firewatch_detection_anomalies",
+    "Scores the detector flagged as anomalous, by stream.",
+    ["stream"],
+)
+AUTH_FAILURES = Counter(
+    "firewatch_auth_failures",
+    "Rejected authentication or authorization attempts, by reason.",
+    ["reason"],
+)
+
+#: Names of the scrape-time gauges (not process-local objects; see collect_database_gauges).
+OPEN_INCIDENTS_NAME: Final = "firewatch_open_incidents"
+QUEUE_DEPTH_NAME: Final = "firewatch_queue_depth"
+
+#: Every metric family name firewatch exposes (as it appears in the exposition format,
+#: i.e. counters end in ``_total``). The dashboard test checks against this.
+METRIC_NAMES: Final = frozenset(
+    {
+        "firewatch_http_request_duration_seconds",
+        "firewatch_alerts_ingested_total",
+        "firewatch_incidents_opened_total",
+        "firewatch_notification_deliveries_total",
+        "firewatch_detection_score",
+        "firewatch_detection_anomalies_total",
+        "firewatch_auth_failures_total",
+        OPEN_INCIDENTS_NAME,
+        QUEUE_DEPTH_NAME,
+    }
+)
+
+_SEVERITIES: Final = frozenset({"SEV1", "SEV2", "SEV3", "SEV4"})
+_MAX_LABEL_LEN: Final = 64
+
+
+def _bounded(value: str, allowed: frozenset[str]) -> str:
+    return value if value in allowed else OTHER
+
+
+def _free_label(value: str) -> str:
+    """A caller-chosen label (source, stream, queue): non-empty and of bounded length."""
+    value = value.strip()
+    return value[:_MAX_LABEL_LEN] if value else "unknown"
+
+
+def _severity(severity: int | str) -> str:
+    label = f"SEV{severity}" if isinstance(severity, int) else severity.strip().upper()
+    return _bounded(label, _SEVERITIES)
+
+
+def status_class(status: int) -> str:
+    """``404`` -> ``"4xx"``; the request histogram's status label."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else OTHER
+
+
+# --------------------------------------------------------------------- helpers to call
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Record one HTTP request. ``route`` is the route *template* (``/incidents/{id}``),
+    never the raw path; the middleware passes ``"unmatched"`` for 404s without a route."""
+    REQUEST_DURATION.labels(method, route, status_class(status)).observe(seconds)
+
+
+def record_alerts_ingested(n: int, source: str) -> None:
+    """Count ``n`` alerts accepted from ``source`` (e.g. ``"alertmanager"``,
+    ``"webhook"``, ``"detection"``). Call once per accepted batch, after commit; a
+    retried (idempotent) delivery counts again, since it was ingested again."""
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    if n:
+        ALERTS_INGESTED.labels(_free_label(source)).inc(n)
+
+
+def record_incident_opened(severity: int | str) -> None:
+    """Count one newly opened incident. ``severity`` is 1..4, ``"SEV2"`` or a
+    ``Severity`` enum member. Call after the transaction that opened it commits."""
+    INCIDENTS_OPENED.labels(_severity(severity)).inc()
+
+
+def record_notification(outcome: str) -> None:
+    """Count one notification delivery attempt; ``outcome`` is one of
+    :data:`NOTIFICATION_OUTCOMES` (anything else is counted as ``"other"``)."""
+    NOTIFICATION_DELIVERIES.labels(_bounded(outcome, NOTIFICATION_OUTCOMES)).inc()
+
+
+def observe_score(stream: str, score: float) -> None:
+    """Record one anomaly score (0..1) computed for metric stream ``stream``.
+    Stream names are configured by operators, so their number is bounded."""
+    DETECTION_SCORE.labels(_free_label(stream)).observe(score)
+
+
+def record_anomaly(stream: str) -> None:
+    """Count one score that the detector flagged as anomalous on ``stream``."""
+    DETECTION_ANOMALIES.labels(_free_label(stream)).inc()
+
+
+def record_auth_failure(reason: str) -> None:
+    """Count one rejected authentication/authorization; ``reason`` is one of
+    :data:`AUTH_FAILURE_REASONS` (anything else is counted as ``"other"``). Never pass
+    user names, key ids or other identifying data."""
+    AUTH_FAILURES.labels(_bounded(reason, AUTH_FAILURE_REASONS)).inc()
+
+
+# ------------------------------------------------------- scrape-time database gauges
+
+#: queue name -> coroutine counting its pending items on a connection.
+QueueDepthSource = Callable[[Conn], Awaitable[int]]
+_QUEUE_DEPTH_SOURCES: dict[str, QueueDepthSource] = {}
+
+
+def register_queue_depth(queue: str, count: QueueDepthSource) -> None:
+    """Expose ``firewatch_queue_depth{queue=...}``, computed at scrape time by
+    ``await count(conn)`` (e.g. ``SELECT count(*) FROM outbox WHERE delivered_at IS
+    NULL``, kept in the feature's store). Register once at import or start-up; a
+    second registration for the same queue replaces the first."""
+    _QUEUE_DEPTH_SOURCES[_free_label(queue)] = count
+
+
+_OPEN_INCIDENTS_SQL: Final = """
+SELECT severity, count(*) AS n
+FROM incidents
+WHERE status NOT IN ('resolved', 'closed')
+GROUP BY severity
+"""
+
+
+class DatabaseGauges(Collector):
+    """Gauges read from PostgreSQL for one scrape (the same figure on every worker)."""
+
+    def __init__(self, open_incidents: Mapping[str, int], queue_depth: Mapping[str, int]):
+        self.open_incidents = dict(open_incidents)
+        self.queue_depth = dict(queue_depth)
+
+    def collect(self) -> Iterable[Metric]:
+        open_incidents = GaugeMetricFamily(
+            OPEN_INCIDENTS_NAME,
+            "Incidents not yet resolved or closed, by severity (from the database).",
+            labels=["severity"],
+        )
+        for severity in sorted(_SEVERITIES):
+            open_incidents.add_metric([severity], self.open_incidents.get(severity, 0))
+        yield open_incidents
+        depth = GaugeMetricFamily(
+            QUEUE_DEPTH_NAME,
+            "Items waiting in a durable work queue (from the database), by queue.",
+            labels=["queue"],
+        )
+        for queue, n in sorted(self.queue_depth.items()):
+            depth.add_metric([queue], n)
+        yield depth
+
+
+async def collect_database_gauges(conn: Conn) -> DatabaseGauges:
+    """Read the system-wide gauges in one read-only snapshot."""
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        rows = await conn.fetch(_OPEN_INCIDENTS_SQL)
+        depth = {queue: await count(conn) for queue, count in _QUEUE_DEPTH_SOURCES.items()}
+    return DatabaseGauges({f"SEV{r['severity']}": int(r["n"]) for r in rows}, depth)
+
+
+# ------------------------------------------------------------------ exposition
+
+
+#: prometheus-client's multiprocess collector (its __init__ is unannotated upstream);
+#: constructing it registers it, reading every worker's files on each collect().
+_MULTIPROCESS_COLLECTOR: Callable[[CollectorRegistry], object] = multiprocess.MultiProcessCollector
+
+
+def multiprocess_dir() -> Path | None:
+    value = os.environ.get(MULTIPROC_ENV)
+    return Path(value) if value else None
+
+
+def render(gauges: DatabaseGauges | None) -> bytes:
+    """The exposition text: every worker's metrics (or this process's) plus ``gauges``."""
+    registry: CollectorRegistry
+    if multiprocess_dir() is not None:
+        registry = CollectorRegistry(auto_describe=False)
+        _MULTIPROCESS_COLLECTOR(registry)
+    else:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_DefaultRegistryView())
+    if gauges is not None:
+        registry.register(gauges)
+    return generate_latest(registry)
+
+
+class _DefaultRegistryView(Collector):
+    """The default registry's metrics, so they can be combined with per-scrape gauges."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()

@@ -1,0 +1,108 @@
+"""Keeping secrets and personal data out of logs: scrubbing and address pseudonyms."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Final
+
+REDACTED: Final = "[redacted]"
+
+#: Keys whose values are always secret, whatever they look like (compared lower-cased,
+#: with ``-`` read as ``_``; a key *containing* one of these words is secret too).
+SECRET_KEY_WORDS: Final = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "api_key",
+    "apikey",
+    "cookie",
+    "credential",
+    "private_key",
+    "signature",
+    "dsn",
+    "database_url",
+    "redis_url",
+)
+
+_PATTERNS: Final = (
+    # Authorization header values: "Bearer abc", "Basic dXNlcjpwYXNz", "Token ..."
+    (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + REDACTED),
+    # firewatch API keys
+    (re.compile(r"\bfw_[A-Za-z0-9_-]{8,}"), REDACTED),
+    # JSON Web Tokens (header.payload.signature, base64url)
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # credentials inside URLs: scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"), r"\1" + REDACTED + "@"),
+    # key=value / "key": "value" pairs whose key names a secret
+    (
+        re.compile(
+            r"(?i)([\"']?\b[a-z0-9_-]*(?:password|passwd|secret|token|api[_-]?key|"
+            r"authorization|signature)[a-z0-9_-]*[\"']?\s*[=:]\s*[\"']?)"
+            r"[^\s\"'&,;}]+"
+        ),
+        r"\1" + REDACTED,
+    ),
+)
+
+
+def is_secret_key(key: str) -> bool:
+    normalized = key.lower().replace("-", "_")
+    return any(word in normalized for word in SECRET_KEY_WORDS)
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with every recognisable secret replaced by ``[redacted]``."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and is_secret_key(k) else scrub_value(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [scrub_value(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return scrub_text(bytes(value).decode("utf-8", "replace"))
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return scrub_text(str(value))
+
+
+def scrub_event(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: redact secret-named keys and secret-looking values."""
+    for key in list(event_dict):
+        if is_secret_key(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = scrub_value(event_dict[key])
+    return event_dict
+
+
+class Pseudonymizer:
+    """Client address -> stable keyed pseudonym (``HMAC-SHA256(key, address)``, 16 hex).
+
+    The same address maps to the same pseudonym while the key is unchanged, so one
+    client's requests can be followed across log lines and workers, but the address
+    cannot be recovered (nor found by hashing all IPv4 addresses) without the key.
+    """
+
+    def __init__(self, key: bytes | None = None):
+        self._key = key if key else secrets.token_bytes(32)
+
+    def __call__(self, address: str) -> str:
+        digest = hmac.new(self._key, address.encode("utf-8", "replace"), hashlib.sha256)
+        return "c_" + digest.hexdigest()[:16]

@@ -1,0 +1,85 @@
+"""The metric helpers other features call: names, labels and cardinality bounds."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from firewatch.observability import metrics
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_helpers_count_with_bounded_labels() -> None:
+    before = {
+        "auth_other": sample("firewatch_auth_failures_total", reason="other"),
+        "auth_expired": sample("firewatch_auth_failures_total", reason="expired"),
+        "ingested": sample("firewatch_alerts_ingested_total", source="alertmanager"),
+        "sev2": sample("firewatch_incidents_opened_total", severity="SEV2"),
+        "delivered": sample("firewatch_notification_deliveries_total", outcome="delivered"),
+        "notif_other": sample("firewatch_notification_deliveries_total", outcome="other"),
+        "anomalies": sample("firewatch_detection_anomalies_total", stream="latency"),
+        "scores": sample("firewatch_detection_score_count", stream="latency"),
+        "score_sum": sample("firewatch_detection_score_sum", stream="latency"),
+    }
+    metrics.record_auth_failure("user alice typed a wrong password")  # not a known reason
+    metrics.record_auth_failure("expired")
+    metrics.record_alerts_ingested(4, "alertmanager")
+    metrics.record_alerts_ingested(0, "alertmanager")
+    metrics.record_incident_opened(2)
+    metrics.record_incident_opened("sev2")
+    metrics.record_notification("delivered")
+    metrics.record_notification("exploded")
+    metrics.record_anomaly("latency")
+    metrics.observe_score("latency", 0.25)
+    metrics.observe_score("latency", 0.5)
+
+    assert sample("firewatch_auth_failures_total", reason="other") == before["auth_other"] + 1
+    assert sample("firewatch_auth_failures_total", reason="expired") == before["auth_expired"] + 1
+    assert (
+        sample("firewatch_alerts_ingested_total", source="alertmanager") == before["ingested"] + 4
+    )
+    assert sample("firewatch_incidents_opened_total", severity="SEV2") == before["sev2"] + 2
+    assert (
+        sample("firewatch_notification_deliveries_total", outcome="delivered")
+        == before["delivered"] + 1
+    )
+    assert (
+        sample("firewatch_notification_deliveries_total", outcome="other")
+        == before["notif_other"] + 1
+    )
+    assert (
+        sample("firewatch_detection_anomalies_total", stream="latency") == before["anomalies"] + 1
+    )
+    assert sample("firewatch_detection_score_count", stream="latency") == before["scores"] + 2
+    assert sample("firewatch_detection_score_sum", stream="latency") == before["score_sum"] + 0.75
+    with pytest.raises(ValueError, match="n must be"):
+        metrics.record_alerts_ingested(-1, "alertmanager")
+
+
+def test_status_class() -> None:
+    assert [metrics.status_class(s) for s in (200, 201, 304, 404, 503, 99, 600)] == [
+        "2xx",
+        "2xx",
+        "3xx",
+        "4xx",
+        "5xx",
+        "other",
+        "other",
+    ]
+
+
+async def test_metrics_endpoint_in_process(client: httpx.AsyncClient) -> None:
+    """Without multiprocess mode the default registry plus the database gauges is served."""
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    exposed = {
+        f"{f.name}_total" if f.type == "counter" else f.name
+        for f in text_string_to_metric_families(r.text)
+        if f.name.startswith("firewatch_")
+    }
+    assert exposed == metrics.METRIC_NAMES
