@@ -73,8 +73,9 @@ __all__ = [
 
 
 # ``*_created`` series exist only in single-process mode; without them, both modes expose
-# the same names (and Prometheus does not need them).
-disable_created_metrics()
+# the same names (and Prometheus does not need them). (Unannotated upstream.)
+_disable_created: Callable[[], object] = disable_created_metrics
+_disable_created()
 
 #: Label value used when a caller passes something outside a closed set, so a bug or
 #: hostile input can never create unbounded label values.
