@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck pytest bench fmt clean venv test-deps lock lock-check
+.PHONY: run test lint typecheck pytest bench fmt clean venv test-deps lock lock-check policy
 
 venv: $(STAMP)
 
@@ -23,12 +23,15 @@ $(STAMP): pyproject.toml requirements.lock | $(BIN)/uv
 
 # requirements.lock: the runtime dependencies (no extras) with the hashes of every
 # wheel and sdist, for all platforms (the image is CPython 3.12 on musl; dev is
-# CPython >= 3.11, the lower bound of requires-python). Run after changing
-# [project.dependencies]; existing pins are kept unless UPGRADE=1.
+# CPython >= 3.11, the lower bound of requires-python). requirements-build.lock: the
+# image builder's tools, with numpy/scipy held to the runtime pins. Run after
+# changing [project.dependencies]; existing pins are kept unless UPGRADE=1.
+LOCK_FLAGS = --quiet --universal --generate-hashes --custom-compile-command 'make lock' \
+	$(if $(UPGRADE),--upgrade)
 lock: | $(BIN)/uv
-	$(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
-		--generate-hashes --custom-compile-command 'make lock' \
-		$(if $(UPGRADE),--upgrade) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile requirements-build.in $(LOCK_FLAGS) --python-version 3.12 \
+		-c requirements.lock -o requirements-build.lock
 	$(BIN)/python -m scripts.lockfile stamp
 
 lock-check: | $(BIN)/uv
@@ -48,7 +51,21 @@ test-deps:
 pytest: venv test-deps
 	$(BIN)/pytest -n 2 --dist loadfile
 
-test: lock-check lint pytest
+# Image and pipeline checks (ADR-003); no Docker engine needed. The musl check asks
+# PyPI (pip's HTTP cache lives in .cache/pip-musl).
+SHELL_SCRIPTS = $(shell git ls-files --cached --others --exclude-standard '*.sh' .ci/run)
+policy: venv test-deps
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(BIN)/zizmor --offline --no-progress .github
+	shellcheck $(SHELL_SCRIPTS)
+	$(BIN)/bandit --quiet -c pyproject.toml -r src
+	$(BIN)/python -m scripts.musl_check
+	$(BIN)/pytest -q tests/image/test_dockerfile_policy.py \
+		tests/image/test_trivyignore.py tests/image/test_lock.py
+
+test: lock-check lint policy pytest
 
 bench: venv
 	$(BIN)/python -m bench.run

@@ -1,13 +1,18 @@
-"""Keeps requirements.lock (the image's hashed runtime requirements) in step with pyproject.
+"""Keeps the hashed lock files of the image in step with their inputs.
 
-``make lock`` compiles the lock with uv, then runs ``stamp``, which records a digest of
-the runtime inputs (``requires-python`` and ``[project.dependencies]``, normalised) in
-the lock's header. ``check`` (run by ``make test``) recomputes the digest offline and
-fails, telling the developer to run ``make lock``, when pyproject changed without it; it
-also fails when a direct dependency is missing from the lock, pinned to a version its
-specifier rejects, or pinned without hashes (the image installs with --require-hashes).
+- requirements.lock: the runtime requirements, from pyproject.toml's
+  ``requires-python`` and ``[project.dependencies]``;
+- requirements-build.lock: the builder stage's tools, from requirements-build.in.
 
-Usage: python -m scripts.lockfile {stamp|check} [--pyproject PATH] [--lock PATH]
+``make lock`` compiles both with uv, then runs ``stamp``, which records a digest of
+each lock's inputs (normalised) in its header. ``check`` (run by ``make test``)
+recomputes the digests offline and fails, telling the developer to run ``make lock``,
+when an input changed without it; it also fails when a direct requirement is missing
+from its lock, pinned to a version its specifier rejects, pinned without hashes (the
+image installs with --require-hashes), or when a package pinned in both locks (numpy,
+scipy: scikit-learn is compiled against the build ones) has two versions.
+
+Usage: python -m scripts.lockfile {stamp|check} [--pyproject PATH --lock PATH]
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -30,6 +36,12 @@ DIGEST_PREFIX = "# runtime-dependencies-sha256: "
 FIX = "run `make lock` and commit requirements.lock"
 
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)")
+_MARKER = re.compile(r";(?P<marker>[^\\]*?)\s*(?:--hash|$)")
+
+
+# The image's interpreter (python:3.12-alpine) and architectures.
+IMAGE_PYTHON = (3, 12)
+IMAGE_ARCHES = ("x86_64", "aarch64")
 
 
 class LockError(Exception):
@@ -41,18 +53,30 @@ class Pin:
     name: str
     version: Version
     hashes: tuple[str, ...]
+    marker: str | None = None
 
 
-def runtime_requirements(pyproject: Path) -> tuple[str, list[Requirement]]:
-    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    return project.get("requires-python", ""), [
-        Requirement(r) for r in project.get("dependencies", [])
-    ]
+PAIRS = (
+    (ROOT / "pyproject.toml", ROOT / "requirements.lock"),
+    (ROOT / "requirements-build.in", ROOT / "requirements-build.lock"),
+)
 
 
-def inputs_digest(pyproject: Path) -> str:
-    """SHA-256 of the runtime inputs, insensitive to order, spacing and name spelling."""
-    requires_python, requirements = runtime_requirements(pyproject)
+def input_requirements(source: Path) -> tuple[str, list[Requirement]]:
+    """(requires-python, requirements) of pyproject.toml or of a requirements .in file."""
+    text = source.read_text(encoding="utf-8")
+    if source.suffix == ".toml":
+        project = tomllib.loads(text)["project"]
+        return project.get("requires-python", ""), [
+            Requirement(r) for r in project.get("dependencies", [])
+        ]
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return "", [Requirement(line) for line in lines if line and not line.startswith("-")]
+
+
+def inputs_digest(source: Path) -> str:
+    """SHA-256 of a lock's inputs, insensitive to order, spacing and name spelling."""
+    requires_python, requirements = input_requirements(source)
     canonical = sorted(
         json.dumps(
             [
@@ -77,13 +101,42 @@ def parse_lock(text: str) -> dict[str, list[Pin]]:
         match = _PIN.match(line)
         if match is None:
             continue
+        marker = _MARKER.search(line)
         pin = Pin(
             canonicalize_name(match["name"]),
             Version(match["version"]),
             tuple(re.findall(r"--hash=(\S+)", line)),
+            marker["marker"].strip() if marker else None,
         )
         pins.setdefault(pin.name, []).append(pin)
     return pins
+
+
+def image_environment(arch: str) -> dict[str, str]:
+    """PEP 508 marker values of the image's interpreter on ``arch``."""
+    version = f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}"
+    return {
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "python_version": version,
+        "python_full_version": f"{version}.0",
+        "implementation_version": f"{version}.0",
+        "os_name": "posix",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": arch,
+    }
+
+
+def pins_for(arch: str, lock_text: str) -> list[Pin]:
+    """The lock's pins whose markers hold in the image on ``arch``."""
+    env = image_environment(arch)
+    return [
+        pin
+        for group in parse_lock(lock_text).values()
+        for pin in group
+        if pin.marker is None or Marker(pin.marker).evaluate(env)
+    ]
 
 
 def recorded_digest(text: str) -> str | None:
@@ -93,7 +146,7 @@ def recorded_digest(text: str) -> str | None:
     return None
 
 
-def stamp(pyproject: Path, lock: Path) -> None:
+def stamp(source: Path, lock: Path) -> None:
     """Write the digest line into the lock header (after uv's comment lines)."""
     lines = [
         line
@@ -101,26 +154,24 @@ def stamp(pyproject: Path, lock: Path) -> None:
         if not line.startswith(DIGEST_PREFIX)
     ]
     header_end = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
-    lines.insert(header_end, DIGEST_PREFIX + inputs_digest(pyproject))
+    lines.insert(header_end, DIGEST_PREFIX + inputs_digest(source))
     lock.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def check(pyproject: Path, lock: Path) -> None:
-    """Raise LockError naming every mismatch between pyproject.toml and the lock."""
+def check(source: Path, lock: Path) -> None:
+    """Raise LockError naming every mismatch between the inputs and the lock."""
     if not lock.exists():
         raise LockError(f"{lock.name} is missing: {FIX}")
     text = lock.read_text(encoding="utf-8")
     problems: list[str] = []
-    if recorded_digest(text) != inputs_digest(pyproject):
-        problems.append(
-            "the runtime dependencies (or requires-python) in pyproject.toml changed "
-            f"since {lock.name} was generated"
-        )
+    if recorded_digest(text) != inputs_digest(source):
+        what = "runtime dependencies (or requires-python)" if source.suffix == ".toml" else "lines"
+        problems.append(f"the {what} in {source.name} changed since {lock.name} was generated")
     pins = parse_lock(text)
     for pin in (p for group in pins.values() for p in group):
         if not pin.hashes:
             problems.append(f"{pin.name}=={pin.version} has no --hash (needed by --require-hashes)")
-    for requirement in runtime_requirements(pyproject)[1]:
+    for requirement in input_requirements(source)[1]:
         locked = pins.get(canonicalize_name(requirement.name))
         if not locked:
             problems.append(f"{requirement.name} is not in {lock.name}")
@@ -130,27 +181,49 @@ def check(pyproject: Path, lock: Path) -> None:
                 problems.append(f"{pin.name}=={pin.version} does not satisfy {requirement}")
     if problems:
         raise LockError(
-            f"{lock.name} is out of date with pyproject.toml:\n  - "
+            f"{lock.name} is out of date with {source.name}:\n  - "
             + "\n  - ".join(problems)
             + f"\nFix: {FIX}."
         )
 
 
+def check_shared_pins(runtime_lock: Path, build_lock: Path) -> None:
+    """A package in both locks has one version in the image (scikit-learn is compiled
+    against the build venv's numpy and scipy, and runs with the runtime ones)."""
+    problems = []
+    for arch in IMAGE_ARCHES:
+        runtime = {p.name: p.version for p in pins_for(arch, runtime_lock.read_text("utf-8"))}
+        build = {p.name: p.version for p in pins_for(arch, build_lock.read_text("utf-8"))}
+        problems += [
+            f"{name} ({arch}): {runtime_lock.name} pins {runtime[name]}, "
+            f"{build_lock.name} pins {build[name]}"
+            for name in sorted(runtime.keys() & build.keys())
+            if runtime[name] != build[name]
+        ]
+    if problems:
+        raise LockError("the locks disagree:\n  - " + "\n  - ".join(problems) + f"\nFix: {FIX}.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("command", choices=["stamp", "check"])
-    parser.add_argument("--pyproject", type=Path, default=ROOT / "pyproject.toml")
-    parser.add_argument("--lock", type=Path, default=ROOT / "requirements.lock")
+    parser.add_argument("--pyproject", type=Path, help="with --lock: this pair only")
+    parser.add_argument("--lock", type=Path)
     args = parser.parse_args(argv)
+    pairs = [(args.pyproject, args.lock)] if args.pyproject and args.lock else list(PAIRS)
     if args.command == "stamp":
-        stamp(args.pyproject, args.lock)
+        for source, lock in pairs:
+            stamp(source, lock)
         return 0
     try:
-        check(args.pyproject, args.lock)
+        for source, lock in pairs:
+            check(source, lock)
+        if len(pairs) == len(PAIRS):
+            check_shared_pins(PAIRS[0][1], PAIRS[1][1])
     except LockError as exc:
         print(f"lock-check: {exc}", file=sys.stderr)
         return 1
-    print(f"lock-check: {args.lock.name} matches pyproject.toml")
+    print("lock-check: " + ", ".join(lock.name for _, lock in pairs) + " match their inputs")
     return 0
 
 

@@ -5,6 +5,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(
+  shellcheck    # make policy: lints every shell script (ADR-003 pipeline checks)
 )
 
 missing=()
