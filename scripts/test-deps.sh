@@ -6,6 +6,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   shellcheck    # make policy: lints every shell script (ADR-003 pipeline checks)
+  prometheus-alertmanager # tests/alerts: a real Alertmanager delivering to firewatch
 )
 
 missing=()

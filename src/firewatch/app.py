@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from firewatch import __version__
 from firewatch.analytics import api as analytics_api
+from firewatch.alerts import api as alerts_api
+from firewatch.events import api as events_api
 from firewatch.http import health, problems
 from firewatch.http.body_limit import BodyLimitMiddleware
 from firewatch.http.responses import JSONResponse
@@ -64,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(incidents_api.router)
     app.include_router(analytics_api.router)
+    app.include_router(alerts_api.router)
+    app.include_router(events_api.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # observability: outermost of ours, so it times and logs every answer (413s too)
     if settings.metrics_enabled:

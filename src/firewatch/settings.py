@@ -15,6 +15,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from firewatch.incidents.model import Category
+
 ENV_PREFIX = "FIREWATCH_"
 
 
@@ -89,6 +91,49 @@ class Settings(BaseSettings):
         description="HMAC key for client-address pseudonyms in logs; unset: random per start.",
     )
 
+    # --- alert ingestion, notifications, live events (alerts/, notifications/, events/) ---
+    alert_reopen_window: Annotated[float, Field(ge=0, le=365 * 86400)] = Field(
+        default=3600.0,
+        description="Seconds after resolution during which a group that fires again reopens "
+        "its incident; later it opens a new one (0: always a new incident).",
+    )
+    alert_auto_resolve: bool = Field(
+        default=False,
+        description="When every alert of an incident is resolved: resolve it (true) or "
+        "move it to mitigated for a responder to confirm (false).",
+    )
+    alert_severity_label: str = "severity"
+    alert_severity_map: dict[str, Annotated[int, Field(ge=1, le=4)]] = Field(
+        default_factory=lambda: {"critical": 1, "error": 2, "high": 2, "warning": 3, "info": 4},
+        description="Severity label value (case-insensitive) to SEV number.",
+    )
+    alert_default_severity: Annotated[int, Field(ge=1, le=4)] = 3
+    alert_category_label: str = "category"
+    alert_category_map: dict[str, Category] = Field(
+        default_factory=dict, description="alertname to category, when no category label."
+    )
+    alert_service_label: str = "service"
+    alert_team_label: str = "team"
+    alert_max_per_payload: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    ingest_acquire_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Generic webhook integrations: name to HMAC-SHA256 secret (JSON object).",
+    )
+    webhook_tolerance: Annotated[int, Field(ge=10, le=3600)] = 300
+    worker_in_serve: bool = Field(
+        default=False, description="Run the notification/retention worker inside serve."
+    )
+    notify_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    notify_max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    notify_backoff_base: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    notify_backoff_max: Annotated[float, Field(gt=0, le=86400)] = 900.0
+    notify_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    notify_poll_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    retention_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    retention_batch: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    retention_interval: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -114,6 +159,11 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
         return value
+
+    @field_validator("alert_severity_map")
+    @classmethod
+    def _lower_severity_keys(cls, value: dict[str, int]) -> dict[str, int]:
+        return {k.strip().lower(): v for k, v in value.items()}
 
     @field_validator("host")
     @classmethod

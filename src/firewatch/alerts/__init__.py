@@ -1,0 +1,1 @@
+"""Alert ingestion: Alertmanager and signed webhooks, grouped into incidents."""

@@ -1,0 +1,216 @@
+"""Ingestion routes: the Alertmanager receiver and the generic signed webhook.
+
+The contract with Alertmanager (it retries 5xx and network errors, and drops the
+notification on any 4xx): a valid payload gets 2xx, always, duplicates included;
+overload and outages get 503; only a payload we could never store gets 400/422,
+and a body over the limit 413.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Header, Query, Request
+from redis.asyncio import Redis
+from starlette.responses import Response
+
+from firewatch.alerts import alertmanager, service, webhook
+from firewatch.alerts.alertmanager import PayloadError
+from firewatch.auth.dependencies import current_principal
+from firewatch.auth.principal import Principal
+from firewatch.errors import (
+    BadRequestError,
+    ConflictError,
+    FirewatchError,
+    NotFoundError,
+    UnauthorizedError,
+    UnavailableError,
+    UnprocessableError,
+)
+from firewatch.events import service as events
+from firewatch.http import deps
+from firewatch.http.pagination import decode_cursor, encode_cursor
+from firewatch.http.responses import JSONResponse
+from firewatch.incidents.model import display_ref, parse_ref
+from firewatch.notifications.model import verify_signature
+from firewatch.runtime.database import PgPool
+from firewatch.settings import Settings
+
+router = APIRouter(prefix="/api/v1", tags=["integrations"])
+
+Ingester = Annotated[Principal, Depends(current_principal)]
+Reader = Annotated[Principal, Depends(current_principal)]
+Pool = Annotated[PgPool, Depends(deps.pool)]
+RedisDep = Annotated[Redis, Depends(deps.redis_client)]
+SettingsDep = Annotated[Settings, Depends(deps.settings)]
+
+# Transient database conditions that a retry resolves: answered 503 so that
+# Alertmanager (and any sender) tries again instead of dropping the alerts.
+_RETRYABLE_DB = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+def _payload_error(exc: PayloadError) -> FirewatchError:
+    if exc.status == 400:
+        return BadRequestError(exc.detail)
+    if exc.errors:
+        return UnprocessableError(exc.detail, errors=exc.errors)
+    return UnprocessableError(exc.detail)
+
+
+def _unavailable() -> UnavailableError:
+    return UnavailableError("firewatch cannot store alerts right now; retry shortly", retry_after=5)
+
+
+_AM_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": alertmanager.Notification.model_json_schema(by_alias=True)
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/integrations/alertmanager",
+    summary="Alertmanager webhook receiver (payload version 4)",
+    openapi_extra=_AM_SCHEMA,
+)
+async def alertmanager_receiver(
+    request: Request, caller: Ingester, pool: Pool, redis: RedisDep, settings: SettingsDep
+) -> Response:
+    body = await request.body()
+    try:
+        payload = alertmanager.parse(body, max_alerts=settings.alert_max_per_payload)
+    except PayloadError as exc:
+        raise _payload_error(exc) from None
+    try:
+        result = await service.ingest_group(
+            pool,
+            caller,
+            service.group_from_alertmanager(payload),
+            service.policy_from_settings(settings),
+        )
+    except _RETRYABLE_DB:
+        raise _unavailable() from None
+    await events.publish(redis, result.events)
+    return JSONResponse({"status": "accepted", **result.summary()})
+
+
+def _header_int(value: str | None, name: str) -> int:
+    if value is None:
+        raise UnauthorizedError(f"missing {name} header")
+    try:
+        return int(value)
+    except ValueError:
+        raise UnauthorizedError(f"{name} must be a Unix timestamp in seconds") from None
+
+
+NONCE_PREFIX = "firewatch:webhook-nonce:"
+
+
+@router.post(
+    "/integrations/webhook/{integration}",
+    status_code=202,
+    summary="Generic signed webhook (PagerDuty Events v2 semantics)",
+)
+async def signed_webhook(
+    integration: str,
+    request: Request,
+    pool: Pool,
+    redis: RedisDep,
+    settings: SettingsDep,
+    x_firewatch_timestamp: Annotated[str | None, Header()] = None,
+    x_firewatch_signature: Annotated[str | None, Header()] = None,
+) -> Response:
+    body = await request.body()
+    secret = settings.webhook_secrets.get(integration)
+    timestamp = _header_int(x_firewatch_timestamp, "X-Firewatch-Timestamp")
+    if abs(time.time() - timestamp) > settings.webhook_tolerance:
+        raise UnauthorizedError(
+            f"the request is older than {settings.webhook_tolerance} seconds (or from the "
+            "future): sign each request with the current time"
+        )
+    if (
+        secret is None
+        or x_firewatch_signature is None
+        or not verify_signature(secret.get_secret_value(), timestamp, body, x_firewatch_signature)
+    ):
+        # One answer for unknown integration and bad signature: no probing for names.
+        raise UnauthorizedError("the signature does not match this integration's secret")
+    try:
+        event = webhook.parse(body)
+    except PayloadError as exc:
+        raise _payload_error(exc) from None
+    digest = hashlib.sha256(f"{integration}\n{timestamp}\n".encode() + body).hexdigest()
+    nonce = f"{NONCE_PREFIX}{digest}"
+    if not await redis.set(nonce, b"1", nx=True, ex=2 * settings.webhook_tolerance + 60):
+        raise ConflictError("this request was already received (replay refused)")
+    policy = service.policy_from_settings(settings)
+    dedup_key = event.dedup_key or webhook.new_dedup_key()
+    try:
+        if event.event_action == "acknowledge":
+            result = await service.acknowledge_group(
+                pool,
+                f"webhook:{integration}",
+                source=webhook.source_of(integration),
+                group_key=dedup_key,
+                policy=policy,
+            )
+        else:
+            result = await service.ingest_group(
+                pool,
+                f"webhook:{integration}",
+                webhook.to_group(integration, event, dedup_key),
+                policy,
+                auto_resolve=True if event.event_action == "resolve" else None,
+            )
+    except Exception as exc:
+        # Not stored: forget the nonce so the sender's retry is not taken for a replay.
+        await redis.delete(nonce)
+        if isinstance(exc, _RETRYABLE_DB):
+            raise _unavailable() from None
+        raise
+    await events.publish(redis, result.events)
+    return JSONResponse(
+        {"status": "success", "dedup_key": dedup_key, **result.summary()}, status_code=202
+    )
+
+
+@router.get(
+    "/incidents/{ref}/alerts",
+    tags=["incidents"],
+    summary="The alerts grouped into an incident (oldest first)",
+)
+async def incident_alerts(
+    ref: str,
+    caller: Reader,
+    pool: Pool,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    incident_id = parse_ref(ref)
+    if incident_id is None:
+        raise NotFoundError(f"{ref!r} is not an incident reference (expected INC-<n>)")
+    after_id = decode_cursor(cursor) if cursor else 0
+    rows = await service.list_alerts(pool, incident_id, after_id=after_id, limit=limit)
+    items = []
+    for row in rows:
+        item = dict(row)
+        item["incident_id"] = display_ref(row["incident_id"])
+        items.append(item)
+    nxt = encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
+    return JSONResponse({"items": items, "next_cursor": nxt})

@@ -1,0 +1,554 @@
+"""Alert ingestion use cases: one transaction per delivery, set-based SQL.
+
+Each delivery, in one transaction: serialise on the group, find-or-open (or reopen)
+the group's single active incident, upsert every alert by fingerprint in one
+statement, write timeline entries for alerts joining/resolving/re-firing, move the
+incident when its alerts say so, and enqueue the notifications of every change.
+The caller answers 2xx only after the commit, so an acknowledged alert is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from firewatch.alerts import store
+from firewatch.alerts.alertmanager import Notification
+from firewatch.alerts.grouping import (
+    AlertChange,
+    IncomingAlert,
+    IncomingGroup,
+    MappingRules,
+    classify,
+    follow_alerts,
+    incident_fields,
+    should_reopen,
+    system_transition,
+)
+from firewatch.auth.principal import Principal
+from firewatch.incidents import store as incidents_store
+from firewatch.incidents.model import Lifecycle, Status, display_ref, transition
+from firewatch.notifications import store as notifications_store
+from firewatch.notifications.model import EventKind
+from firewatch.runtime.database import Conn, PgPool
+from firewatch.settings import Settings
+
+ALERTMANAGER_SOURCE = "alertmanager"
+DEFAULT_REOPEN_WINDOW = 3600.0
+MAX_LISTED_ALERTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPolicy:
+    rules: MappingRules = field(default_factory=MappingRules)
+    reopen_window: float = DEFAULT_REOPEN_WINDOW
+    auto_resolve: bool = False
+    acquire_timeout: float = 2.0
+
+
+def policy_from_settings(settings: Settings) -> IngestPolicy:
+    return IngestPolicy(
+        rules=MappingRules(
+            severity_label=settings.alert_severity_label,
+            severity_map=dict(settings.alert_severity_map),
+            default_severity=settings.alert_default_severity,
+            category_label=settings.alert_category_label,
+            category_map={k: v.value for k, v in settings.alert_category_map.items()},
+            service_label=settings.alert_service_label,
+            team_label=settings.alert_team_label,
+        ),
+        reopen_window=settings.alert_reopen_window,
+        auto_resolve=settings.alert_auto_resolve,
+        acquire_timeout=settings.ingest_acquire_timeout,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _actor_name(actor: Principal | str) -> str:
+    return actor.subject if isinstance(actor, Principal) else actor
+
+
+def _lifecycle(row: asyncpg.Record) -> Lifecycle:
+    return Lifecycle(
+        status=Status(row["status"]),
+        opened_at=row["opened_at"],
+        acknowledged_at=row["acknowledged_at"],
+        mitigated_at=row["mitigated_at"],
+        resolved_at=row["resolved_at"],
+        closed_at=row["closed_at"],
+        reopen_count=row["reopen_count"],
+    )
+
+
+def notification_payload(
+    kind: EventKind,
+    row: asyncpg.Record,
+    *,
+    source: str | None,
+    group_key: str | None,
+    at: datetime,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON body a destination receives (Slack destinations get a rendering of it)."""
+    return {
+        "event": kind.value,
+        "at": at.isoformat().replace("+00:00", "Z"),
+        "incident": {
+            "id": display_ref(row["id"]),
+            "number": row["id"],
+            "title": row["title"],
+            "severity": f"SEV{row['severity']}",
+            "severity_level": row["severity"],
+            "status": row["status"],
+            "category": row["category"],
+            "service": row["service"],
+            "team": row["team"],
+            "source": source,
+            "group_key": group_key,
+        },
+        "details": details or {},
+    }
+
+
+async def _notify(
+    conn: Conn,
+    kind: EventKind,
+    row: asyncpg.Record,
+    *,
+    source: str | None,
+    group_key: str | None,
+    at: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    await notifications_store.enqueue(
+        conn,
+        incident_id=row["id"],
+        event_kind=kind.value,
+        severity=row["severity"],
+        service=row["service"],
+        payload=notification_payload(
+            kind, row, source=source, group_key=group_key, at=at, details=details
+        ),
+    )
+
+
+async def upsert_group_incident(
+    conn: Conn,
+    *,
+    source: str,
+    group_key: str,
+    title: str,
+    severity: int,
+    category: str,
+    service: str | None,
+    team: str | None,
+    labels: dict[str, str],
+    actor: Principal | str,
+    description: str = "",
+    reopen_window: float = DEFAULT_REOPEN_WINDOW,
+    now: datetime | None = None,
+    events: list[dict[str, Any]] | None = None,
+) -> tuple[asyncpg.Record, bool]:
+    """Find, reopen or open the single active incident of ``(source, group_key)``.
+
+    Call it inside your own transaction (``async with conn.transaction():``); it is
+    the one path by which alerts, webhook events and detector anomalies become
+    incidents, so they group, reopen and notify the same way.
+
+    - It takes a transaction-scoped advisory lock on the group, so concurrent
+      callers for one group run one after the other; the partial unique index
+      ``incidents_open_group_uq`` (one incident per group in open, acknowledged,
+      investigating or mitigated) is the guarantee underneath.
+    - An active incident is returned as is (``created`` False); its severity is
+      raised when ``severity`` is more severe (timeline ``severity_escalated``,
+      notification ``incident.escalated``); it is never lowered automatically.
+    - Otherwise, when the group's latest incident was resolved less than
+      ``reopen_window`` seconds ago it is reopened (timeline ``reopened``,
+      notification ``incident.reopened``, ``created`` False); else a new incident is
+      opened (timeline ``created``, notification ``incident.opened``, ``created`` True).
+      Closed incidents are final and never reopened.
+    - ``actor`` (a Principal or a name such as ``"detector"``) is what the timeline
+      records. ``events`` collects the timeline entries written, so the caller can
+      publish them to the live stream (``firewatch.events.service.publish``) after
+      its commit.
+
+    Returns the incident row (the columns of ``incidents.store.COLUMNS``) and whether
+    it was newly opened.
+    """
+    now = now or _now()
+    who = _actor_name(actor)
+    await store.lock_group(conn, source, group_key)
+    row = await store.active_incident(conn, source, group_key)
+    if row is not None:
+        if severity < row["severity"]:
+            before = row["severity"]
+            row = await incidents_store.update_fields(conn, row["id"], {"severity": severity}, now)
+            entry = await incidents_store.append_timeline(
+                conn,
+                row["id"],
+                actor=who,
+                kind="severity_escalated",
+                at=now,
+                before={"severity": before},
+                after={"severity": severity},
+            )
+            _collect(events, entry)
+            await _notify(
+                conn,
+                EventKind.ESCALATED,
+                row,
+                source=source,
+                group_key=group_key,
+                at=now,
+                details={"previous_severity": f"SEV{before}"},
+            )
+        return row, False
+
+    latest = await store.latest_incident(conn, source, group_key)
+    if (
+        latest is not None
+        and latest["status"] == Status.RESOLVED.value
+        and should_reopen(latest["resolved_at"], now, reopen_window)
+    ):
+        nxt = transition(_lifecycle(latest), Status.OPEN, now)
+        row = await incidents_store.update_lifecycle(
+            conn,
+            latest["id"],
+            status=nxt.status.value,
+            acknowledged_at=nxt.acknowledged_at,
+            mitigated_at=nxt.mitigated_at,
+            resolved_at=nxt.resolved_at,
+            closed_at=nxt.closed_at,
+            reopen_count=nxt.reopen_count,
+            now=now,
+        )
+        entry = await incidents_store.append_timeline(
+            conn,
+            row["id"],
+            actor=who,
+            kind="reopened",
+            at=now,
+            before={"status": Status.RESOLVED.value},
+            after={"status": Status.OPEN.value},
+            note="the group fired again within the reopen window",
+        )
+        _collect(events, entry)
+        await _notify(conn, EventKind.REOPENED, row, source=source, group_key=group_key, at=now)
+        return row, False
+
+    snapshot = {
+        "title": title,
+        "severity": severity,
+        "category": category,
+        "status": Status.OPEN.value,
+        "service": service,
+        "team": team,
+        "source": source,
+        "group_key": group_key,
+    }
+    row = await store.create_group_incident(
+        conn,
+        title=title,
+        description=description,
+        severity=severity,
+        category=category,
+        service=service,
+        team=team,
+        labels=labels,
+        actor=who,
+        source=source,
+        group_key=group_key,
+        now=now,
+        snapshot=snapshot,
+    )
+    if events is not None:
+        events.append(
+            {
+                "id": row["timeline_id"],
+                "incident_id": row["id"],
+                "at": now,
+                "actor": who,
+                "kind": "created",
+                "before": None,
+                "after": snapshot,
+                "note": None,
+            }
+        )
+    await _notify(conn, EventKind.OPENED, row, source=source, group_key=group_key, at=now)
+    return row, True
+
+
+def _collect(events: list[dict[str, Any]] | None, entry: asyncpg.Record) -> None:
+    if events is not None:
+        events.append(dict(entry))
+
+
+@dataclass(slots=True)
+class IngestResult:
+    incident_id: int | None
+    created: bool = False
+    alerts: int = 0
+    changed: int = 0
+    status: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "incident": display_ref(self.incident_id) if self.incident_id else None,
+            "created": self.created,
+            "status": self.status,
+            "alerts": self.alerts,
+            "changed": self.changed,
+        }
+
+
+def group_from_alertmanager(payload: Notification) -> IncomingGroup:
+    # Alertmanager never repeats a fingerprint within a group; if a sender does, the
+    # last one wins (a single INSERT ... ON CONFLICT cannot touch a row twice).
+    by_fp: dict[str, IncomingAlert] = {}
+    for a in payload.alerts:
+        by_fp[a.fingerprint] = IncomingAlert(
+            fingerprint=a.fingerprint,
+            status=a.status,
+            labels=a.labels,
+            annotations=a.annotations,
+            starts_at=a.starts_at,
+            ends_at=a.ends_at,
+            generator_url=a.generator_url or None,
+            runbook_url=a.annotations.get("runbook_url") or a.annotations.get("runbook") or None,
+        )
+    return IncomingGroup(
+        source=ALERTMANAGER_SOURCE,
+        group_key=payload.group_key,
+        group_labels=payload.group_labels,
+        common_labels=payload.common_labels,
+        common_annotations=payload.common_annotations,
+        alerts=list(by_fp.values()),
+    )
+
+
+async def ingest_group(
+    pool: PgPool,
+    actor: Principal | str,
+    group: IncomingGroup,
+    policy: IngestPolicy,
+    *,
+    auto_resolve: bool | None = None,
+) -> IngestResult:
+    """Store one delivery of a group of alerts in one transaction (see module doc)."""
+    now = _now()
+    who = _actor_name(actor)
+    fields = incident_fields(
+        group_labels=group.group_labels,
+        common_labels=group.common_labels,
+        common_annotations=group.common_annotations,
+        alerts=[(a.status, a.labels) for a in group.alerts],
+        rules=policy.rules,
+    )
+    rows = store.AlertRows.build(
+        [
+            (
+                a.fingerprint,
+                a.status,
+                a.labels,
+                a.annotations,
+                a.starts_at,
+                a.ends_at,
+                a.generator_url,
+                a.runbook_url,
+            )
+            for a in group.alerts
+        ]
+    )
+    any_firing = any(a.status == "firing" for a in group.alerts)
+    result = IngestResult(incident_id=None, alerts=len(group.alerts))
+    async with pool.acquire(timeout=policy.acquire_timeout) as conn, conn.transaction():
+        if any_firing:
+            incident, result.created = await upsert_group_incident(
+                conn,
+                source=group.source,
+                group_key=group.group_key,
+                title=fields.title,
+                severity=fields.severity,
+                category=fields.category,
+                service=fields.service,
+                team=fields.team,
+                labels=fields.labels,
+                description=fields.description,
+                actor=who,
+                reopen_window=policy.reopen_window,
+                now=now,
+                events=result.events,
+            )
+        else:
+            # Only resolutions: never open an incident for them. Record them on the
+            # group's active incident, else on its latest one (already resolved by a
+            # responder, say); a group we never saw firing is acknowledged and dropped.
+            await store.lock_group(conn, group.source, group.group_key)
+            found = await store.active_incident(conn, group.source, group.group_key)
+            if found is None:
+                found = await store.latest_incident(conn, group.source, group.group_key)
+            if found is None:
+                return result
+            incident = found
+        result.incident_id = incident["id"]
+        changed = await store.upsert_alerts(
+            conn, incident_id=incident["id"], source=group.source, rows=rows, now=now
+        )
+        result.changed = len(changed)
+        await _alert_timeline(conn, incident["id"], who, now, changed, result.events)
+        status = Status(incident["status"])
+        if status not in (Status.RESOLVED, Status.CLOSED) and changed:
+            new_firing = any(
+                classify(r["previous"], r["status"]) in (AlertChange.JOINED, AlertChange.REFIRED)
+                and r["status"] == "firing"
+                for r in changed
+            )
+            firing = await store.firing_count(conn, incident["id"])
+            target = follow_alerts(
+                status,
+                firing=firing,
+                new_firing=new_firing,
+                auto_resolve=policy.auto_resolve if auto_resolve is None else auto_resolve,
+            )
+            if target is not None:
+                incident = await _system_move(
+                    conn, incident, target, who, now, group, result.events, firing=firing
+                )
+        result.status = incident["status"]
+    return result
+
+
+async def _alert_timeline(
+    conn: Conn,
+    incident_id: int,
+    actor: str,
+    now: datetime,
+    changed: Sequence[asyncpg.Record],
+    events: list[dict[str, Any]],
+) -> None:
+    buckets: dict[AlertChange, list[dict[str, Any]]] = {}
+    for r in changed:
+        kind = classify(r["previous"], r["status"])
+        if kind is not None:
+            buckets.setdefault(kind, []).append(
+                {
+                    "fingerprint": r["fingerprint"],
+                    "alertname": r["alertname"],
+                    "status": r["status"],
+                }
+            )
+    if not buckets:
+        return
+    kinds = [k for k in AlertChange if k in buckets]
+    afters = [{"count": len(buckets[k]), "alerts": buckets[k][:MAX_LISTED_ALERTS]} for k in kinds]
+    entries = await store.append_timeline_many(
+        conn, incident_id, actor=actor, at=now, kinds=[k.value for k in kinds], afters=afters
+    )
+    events.extend(dict(e) for e in entries)
+
+
+_MOVE_EVENTS = {
+    Status.MITIGATED: EventKind.MITIGATED,
+    Status.RESOLVED: EventKind.RESOLVED,
+    Status.INVESTIGATING: EventKind.REGRESSED,
+    Status.ACKNOWLEDGED: EventKind.ACKNOWLEDGED,
+}
+
+
+async def _system_move(
+    conn: Conn,
+    incident: asyncpg.Record,
+    target: Status,
+    actor: str,
+    now: datetime,
+    group: IncomingGroup,
+    events: list[dict[str, Any]],
+    *,
+    firing: int,
+    human: bool = False,
+) -> asyncpg.Record:
+    current = _lifecycle(incident)
+    nxt = transition(current, target, now) if human else system_transition(current, target, now)
+    row = await incidents_store.update_lifecycle(
+        conn,
+        incident["id"],
+        status=nxt.status.value,
+        acknowledged_at=nxt.acknowledged_at,
+        mitigated_at=nxt.mitigated_at,
+        resolved_at=nxt.resolved_at,
+        closed_at=nxt.closed_at,
+        reopen_count=nxt.reopen_count,
+        now=now,
+    )
+    if human:
+        note = "acknowledged by the integration"
+    elif firing == 0:
+        note = "all alerts resolved"
+    else:
+        note = "an alert fired again after mitigation"
+    entry = await incidents_store.append_timeline(
+        conn,
+        incident["id"],
+        actor=actor,
+        kind="status_changed",
+        at=now,
+        before={"status": current.status.value},
+        after={"status": nxt.status.value},
+        note=note,
+    )
+    events.append(dict(entry))
+    await _notify(
+        conn,
+        _MOVE_EVENTS[target],
+        row,
+        source=group.source,
+        group_key=group.group_key,
+        at=now,
+        details={"reason": note},
+    )
+    return row
+
+
+async def acknowledge_group(
+    pool: PgPool, actor: Principal | str, *, source: str, group_key: str, policy: IngestPolicy
+) -> IngestResult:
+    """An integration acknowledged the group's incident (PagerDuty ``acknowledge``)."""
+    now = _now()
+    who = _actor_name(actor)
+    result = IngestResult(incident_id=None)
+    async with pool.acquire(timeout=policy.acquire_timeout) as conn, conn.transaction():
+        await store.lock_group(conn, source, group_key)
+        incident = await store.active_incident(conn, source, group_key)
+        if incident is None:
+            return result
+        result.incident_id = incident["id"]
+        if incident["status"] == Status.OPEN.value:
+            group = IncomingGroup(source, group_key, {}, {}, {}, [])
+            incident = await _system_move(
+                conn,
+                incident,
+                Status.ACKNOWLEDGED,
+                who,
+                now,
+                group,
+                result.events,
+                firing=1,
+                human=True,
+            )
+        result.status = incident["status"]
+    return result
+
+
+async def list_alerts(
+    pool: PgPool, incident_id: int, *, after_id: int, limit: int
+) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return await store.list_alerts(conn, incident_id, after_id=after_id, limit=limit)

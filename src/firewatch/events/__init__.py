@@ -1,0 +1,1 @@
+"""Live updates: incident timeline entries as Server-Sent Events, fanned out by Redis."""

@@ -1,0 +1,54 @@
+"""``GET /api/v1/events``: live incident changes as Server-Sent Events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query
+from redis.asyncio import Redis
+from starlette.responses import StreamingResponse
+
+from firewatch.auth.dependencies import current_principal
+from firewatch.auth.principal import Principal
+from firewatch.errors import BadRequestError
+from firewatch.events import service
+from firewatch.http import deps
+from firewatch.runtime.database import PgPool
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+
+REPLAY_LIMIT = 1000
+
+
+def _event_id(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        parsed = int(value)
+    except ValueError:
+        raise BadRequestError("Last-Event-ID must be an event id this server sent") from None
+    if not 0 <= parsed < 2**63:
+        raise BadRequestError("Last-Event-ID must be an event id this server sent")
+    return parsed
+
+
+@router.get(
+    "/events",
+    summary="Live incident changes (text/event-stream); resumes from Last-Event-ID",
+    response_class=StreamingResponse,
+)
+async def events(
+    caller: Annotated[Principal, Depends(current_principal)],
+    pool: Annotated[PgPool, Depends(deps.pool)],
+    redis: Annotated[Redis, Depends(deps.redis_client)],
+    last_event_id: Annotated[str | None, Header()] = None,
+    since: Annotated[
+        str | None, Query(description="Same as Last-Event-ID, for clients that cannot set it")
+    ] = None,
+) -> StreamingResponse:
+    resume = _event_id(last_event_id if last_event_id is not None else since)
+    return StreamingResponse(
+        service.stream(pool, redis, last_event_id=resume, replay_limit=REPLAY_LIMIT),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
