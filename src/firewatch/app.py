@@ -9,8 +9,8 @@ import structlog
 from fastapi import FastAPI
 
 from firewatch import __version__
-from firewatch.analytics import api as analytics_api
 from firewatch.alerts import api as alerts_api
+from firewatch.analytics import api as analytics_api
 from firewatch.events import api as events_api
 from firewatch.http import health, problems
 from firewatch.http.body_limit import BodyLimitMiddleware
