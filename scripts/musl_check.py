@@ -204,9 +204,16 @@ def run(lock_text: str, *, exempt: Mapping[str, str] = BUILT_FROM_SOURCE) -> lis
 def main() -> int:
     ok = True
     # The builder installs its own tools binary-only too: nothing there is exempt.
-    for name, exempt in (("requirements.lock", BUILT_FROM_SOURCE), ("requirements-build.lock", {})):
-        lock_text = (ROOT / name).read_text(encoding="utf-8")
-        findings = run(lock_text, exempt=exempt)
+    locks: dict[str, Mapping[str, str]] = {
+        "requirements.lock": BUILT_FROM_SOURCE,
+        "requirements-build.lock": {},
+    }
+    texts = {name: (ROOT / name).read_text(encoding="utf-8") for name in locks}
+    with ThreadPoolExecutor(max_workers=len(locks)) as pool:
+        results = {name: pool.submit(run, texts[name], exempt=locks[name]) for name in locks}
+    for name, exempt in locks.items():
+        lock_text = texts[name]
+        findings = results[name].result()
         if findings:
             ok = False
             print(f"musl-check: {name} does not install on the image:", file=sys.stderr)
