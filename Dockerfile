@@ -41,6 +41,8 @@ COPY --chown=appuser:appgroup requirements-build.lock ./
 RUN python -m venv /opt/build \
  && /opt/build/bin/pip install --require-hashes --only-binary=:all: --no-deps \
       -r requirements-build.lock
+# meson finds ninja and cython on PATH during the --no-build-isolation build.
+ENV PATH="/opt/build/bin:${PATH}"
 
 # Every runtime wheel, checked against requirements.lock: binary-only except
 # scikit-learn, compiled from its hash-locked sdist against the build venv's numpy
@@ -66,7 +68,7 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation -w /wheels/ok .
 # The runtime venv has no pip: the build venv's pip installs into it, then checks
 # that every requirement is satisfied. Bytecode is compiled here, once, because the
 # runtime filesystem is read-only.
-RUN python -m venv --without-pip /opt/venv \
+RUN /usr/local/bin/python3 -m venv --without-pip /opt/venv \
  && /opt/build/bin/pip --python /opt/venv/bin/python install --no-index --no-deps \
       /wheels/ok/*.whl \
  && /opt/build/bin/pip --python /opt/venv/bin/python check

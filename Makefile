@@ -10,10 +10,11 @@ STAMP := $(VENV)/.installed-stamp
 venv: $(STAMP)
 
 # The bootstrap (uv + packaging) is all `make lock` needs, so the lock can be
-# regenerated even when a new dependency conflicts with the current pins.
+# regenerated even when a new dependency conflicts with the current pins. uv is
+# pinned so that `make lock` writes the same file everywhere (CI checks for drift).
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv packaging
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv==0.13.9' packaging
 
 # The locked runtime versions are constraints, so tests run what the image ships;
 # the dev and embedded extras (not in the image) resolve freely around them.

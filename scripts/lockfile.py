@@ -12,7 +12,12 @@ from its lock, pinned to a version its specifier rejects, pinned without hashes 
 image installs with --require-hashes), or when a package pinned in both locks (numpy,
 scipy: scikit-learn is compiled against the build ones) has two versions.
 
+``image-pins LOCK`` prints the pins of LOCK that the image installs (markers evaluated
+for CPython 3.12 on Linux), with their hashes, for tools that cannot evaluate a
+universal lock's markers themselves (pip-audit in CI).
+
 Usage: python -m scripts.lockfile {stamp|check} [--pyproject PATH --lock PATH]
+       python -m scripts.lockfile image-pins LOCK
 """
 
 from __future__ import annotations
@@ -139,6 +144,15 @@ def pins_for(arch: str, lock_text: str) -> list[Pin]:
     ]
 
 
+def image_pins(lock: Path) -> str:
+    """requirements.txt text of the pins the image installs (identical on both arches
+    today; x86_64 is the reference), one name each, with every hash."""
+    pins = pins_for(IMAGE_ARCHES[0], lock.read_text(encoding="utf-8"))
+    return "".join(
+        f"{p.name}=={p.version} " + " ".join(f"--hash={h}" for h in p.hashes) + "\n" for p in pins
+    )
+
+
 def recorded_digest(text: str) -> str | None:
     for line in text.splitlines():
         if line.startswith(DIGEST_PREFIX):
@@ -206,11 +220,15 @@ def check_shared_pins(runtime_lock: Path, build_lock: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("command", choices=["stamp", "check"])
+    parser.add_argument("command", choices=["stamp", "check", "image-pins"])
+    parser.add_argument("path", nargs="?", type=Path, help="the lock, for image-pins")
     parser.add_argument("--pyproject", type=Path, help="with --lock: this pair only")
     parser.add_argument("--lock", type=Path)
     args = parser.parse_args(argv)
     pairs = [(args.pyproject, args.lock)] if args.pyproject and args.lock else list(PAIRS)
+    if args.command == "image-pins":
+        print(image_pins(args.path or PAIRS[0][1]), end="")
+        return 0
     if args.command == "stamp":
         for source, lock in pairs:
             stamp(source, lock)

@@ -171,7 +171,7 @@ def test_builder_installs_from_the_locks_with_hashes() -> None:
 
 def test_the_runtime_venv_has_no_pip() -> None:
     runs = " ".join(BUILDER.values("RUN"))
-    assert "python -m venv --without-pip /opt/venv" in runs
+    assert "python3 -m venv --without-pip /opt/venv" in runs
     assert "pip --python /opt/venv/bin/python check" in runs
 
 

@@ -93,3 +93,14 @@ def test_the_command_tells_the_developer_to_run_make_lock(copies: tuple[Path, Pa
     )
     assert result.returncode == 1
     assert "run `make lock`" in result.stderr
+
+
+def test_image_pins_resolve_the_universal_lock_for_the_image() -> None:
+    text = lockfile.image_pins(ROOT / "requirements.lock")
+    names = [line.split("==")[0] for line in text.splitlines()]
+    assert len(names) == len(set(names)), "one pin per package"
+    assert "colorama" not in names  # sys_platform == 'win32'
+    numpy = next(line for line in text.splitlines() if line.startswith("numpy=="))
+    runtime = lockfile.parse_lock((ROOT / "requirements.lock").read_text())["numpy"]
+    # Where the lock forks numpy by Python version, the image (3.12) takes the newer one.
+    assert numpy.startswith(f"numpy=={max(p.version for p in runtime)} --hash=sha256:")
