@@ -68,8 +68,11 @@ policy: venv test-deps
 
 test: lock-check lint policy pytest
 
+# make bench BENCH=incidents,keyset  (scenarios; see bench/README.md) BENCH_ARGS='--rounds 5'
+BENCH ?=
+BENCH_ARGS ?=
 bench: venv
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH) $(BENCH_ARGS)
 
 fmt: venv
 	$(BIN)/ruff format src tests bench scripts

@@ -8,6 +8,7 @@ APT_PACKAGES=(
   shellcheck    # make policy: lints every shell script (ADR-003 pipeline checks)
   jq            # scripts/check-base-digest.sh, driven by tests/image/test_base_digest_script.py
   prometheus-alertmanager # tests/alerts: a real Alertmanager delivering to firewatch
+  wrk  # tests/bench: the bench harness drives load with wrk
 )
 
 missing=()

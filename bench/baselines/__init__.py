@@ -1,0 +1,1 @@
+"""Baseline apps measured in the same run as firewatch (see bench/README.md)."""

@@ -1,0 +1,129 @@
+"""firewatch create/get/list against the minimal asyncpg app and the ORM app.
+
+Three servers run side by side (each one uvicorn worker, each its own throwaway
+database with the same table and the same number of rows); wrk drives them in
+alternating rounds and the figures are medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from bench import seed
+from bench.auth import api_headers
+from bench.context import BenchContext
+from bench.harness import Load, Report, Stack, Stat, ratio
+from bench.scenarios import scenario
+
+BODY = orjson.dumps(
+    {
+        "title": "Feature drift on checkout-ranker",
+        "severity": "SEV2",
+        "category": "data_drift",
+        "description": "PSI above 0.2 on 3 features since 09:40 UTC",
+        "service": "checkout-ranker",
+        "team": "ml-platform",
+        "labels": {"env": "prod", "region": "eu-west-1"},
+    }
+)
+
+FIREWATCH = "firewatch"
+MINIMAL = "minimal"
+ORM = "orm"
+
+
+@scenario("incidents", "firewatch create/get/list vs minimal asyncpg and ORM apps", order=10)
+def run(ctx: BenchContext) -> Report:
+    report = Report("incidents")
+    rows = ctx.knobs.get_rows
+    with (
+        ctx.database("fw") as fw_db,
+        ctx.database("minimal") as min_db,
+        ctx.database("orm") as orm_db,
+    ):
+        seed.migrate_firewatch(fw_db)
+        seed.create_baseline_table(min_db)
+        seed.create_baseline_table(orm_db)
+        for url in (fw_db, min_db, orm_db):
+            seed.seed_incidents(url, rows)
+        ids = {
+            name: seed.id_range(url)
+            for name, url in ((FIREWATCH, fw_db), (MINIMAL, min_db), (ORM, orm_db))
+        }
+        headers = api_headers(fw_db)
+        with (
+            ctx.firewatch(fw_db) as fw,
+            ctx.baseline(MINIMAL, "bench.baselines.minimal:create_app", min_db) as minimal,
+            ctx.baseline(ORM, "bench.baselines.orm:create_app", orm_db) as orm,
+        ):
+            stacks = [
+                Stack(
+                    fw,
+                    [
+                        Load("create", "POST", "/api/v1/incidents", BODY, headers=headers),
+                        Load(
+                            "get",
+                            "GET",
+                            "/api/v1/incidents/INC-{id}",
+                            ids=ids[FIREWATCH],
+                            headers=headers,
+                        ),
+                        Load("list", "GET", "/api/v1/incidents?limit=50", headers=headers),
+                    ],
+                ),
+                Stack(
+                    minimal,
+                    [
+                        Load("create", "POST", "/incidents", BODY),
+                        Load("get", "GET", "/incidents/{id}", ids=ids[MINIMAL]),
+                    ],
+                ),
+                Stack(
+                    orm,
+                    [
+                        Load("create", "POST", "/incidents", BODY),
+                        Load("get", "GET", "/incidents/{id}", ids=ids[ORM]),
+                    ],
+                ),
+            ]
+            stats = ctx.alternate(stacks)
+    k = ctx.knobs
+    table = report.section(
+        f"wrk, {k.connections} connections, {k.rounds} alternating rounds of {k.duration:g}s "
+        f"(medians; {rows} rows per table before the rounds)",
+        ("stack", "request", "req/s", "req/s per round", "p50 ms", "p99 ms"),
+    )
+    for (stack, load), st in stats.items():
+        table.rows.append(
+            (stack, load, f"{st.rps:.0f}", st.rps_spread(), f"{st.p50_ms:.2f}", f"{st.p99_ms:.2f}")
+        )
+    table.notes.append(
+        "firewatch create = incident + 'created' timeline row (one statement); the baselines "
+        "insert the incident only."
+    )
+
+    def s(stack: str, load: str) -> Stat:
+        return stats[(stack, load)]
+
+    report.target(
+        "firewatch GET / minimal GET",
+        ratio(s(FIREWATCH, "get").rps, s(MINIMAL, "get").rps),
+        1.0,
+        at_least=True,
+        unit="x",
+    )
+    report.target(
+        "firewatch create / minimal POST",
+        ratio(s(FIREWATCH, "create").rps, s(MINIMAL, "create").rps),
+        0.8,
+        at_least=True,
+        unit="x",
+    )
+    report.target(
+        "firewatch create / ORM POST",
+        ratio(s(FIREWATCH, "create").rps, s(ORM, "create").rps),
+        2.0,
+        at_least=True,
+        unit="x",
+    )
+    return report

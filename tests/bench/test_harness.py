@@ -1,0 +1,89 @@
+"""The bench machinery runs end to end against a tiny load (no timing assertions).
+
+`make bench` is not part of the suite; this keeps its code from rotting: real
+servers, real wrk, real throwaway databases that are dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+from bench.context import BenchContext, Knobs
+from bench.scenarios import discover
+
+from bench import harness, seed
+
+TINY = Knobs(
+    duration=1,
+    rounds=1,
+    connections=2,
+    warmup=0,
+    seed_rows=2000,
+    get_rows=50,
+    latency_duration=1,
+    start_repeats=1,
+)
+
+
+async def _bench_databases(admin_url: str) -> set[str]:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1",
+            harness.DATABASE_PREFIX + "%",
+        )
+    finally:
+        await conn.close()
+    return {r["datname"] for r in rows}
+
+
+def test_incidents_scenario_runs_all_stacks_and_drops_its_databases(
+    admin_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    before = asyncio.run(_bench_databases(admin_database_url))
+    ctx = BenchContext(
+        harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
+    )
+    report = discover()["incidents"].run(ctx)
+
+    rows = report.sections[0].rows
+    assert {(r[0], r[1]) for r in rows} == {
+        ("firewatch", "create"),
+        ("firewatch", "get"),
+        ("firewatch", "list"),
+        ("minimal", "create"),
+        ("minimal", "get"),
+        ("orm", "create"),
+        ("orm", "get"),
+    }
+    assert all(float(r[2]) > 0 for r in rows)
+    assert [t.name for t in report.targets] == [
+        "firewatch GET / minimal GET",
+        "firewatch create / minimal POST",
+        "firewatch create / ORM POST",
+    ]
+    text = report.render()
+    for t in report.targets:
+        assert t.verdict() in text
+    assert asyncio.run(_bench_databases(admin_database_url)) - before == set()
+
+
+def test_wrk_errors_stop_the_bench(admin_database_url: str, tmp_path: Path) -> None:
+    """A non-2xx answer makes the figure meaningless: the harness refuses it."""
+    with harness.throwaway_database(admin_database_url, "smoke") as url:
+        spec = harness.baseline_server("minimal", "bench.baselines.minimal:create_app", url)
+        seed.create_baseline_table(url)
+        with harness.serve(spec, tmp_path) as server:
+            missing = harness.Load("get", "GET", "/incidents/{id}", ids=(10**9, 10**9 + 5))
+            with pytest.raises(harness.LoadError, match="errors"):
+                harness.run_wrk(server.base_url, missing, duration=1, connections=1)
+
+
+def test_targets_compare_the_measured_value() -> None:
+    assert harness.Target("r", 0.79, 0.8, at_least=True).verdict() == "MISS"
+    assert harness.Target("r", 0.8, 0.8, at_least=True).verdict() == "PASS"
+    assert harness.Target("p99", 19.9, 20, at_least=False).verdict() == "PASS"
+    assert harness.Target("p99", 20.0, 20, at_least=False).verdict() == "MISS"
