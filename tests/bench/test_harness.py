@@ -11,10 +11,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from bench.context import BenchContext, Knobs
-from bench.scenarios import discover
 
 from bench import harness, seed
+from bench.context import BenchContext, Knobs
+from bench.scenarios import discover
 
 TINY = Knobs(
     duration=1,
