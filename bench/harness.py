@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "request.lua"
@@ -297,14 +298,35 @@ class WrkResult:
     p99_ms: float
     max_ms: float
     errors: int  # socket errors plus HTTP status >= 400
+    server_cpu_s: float | None = None  # CPU (user+sys) the server process spent meanwhile
 
     @property
     def rps(self) -> float:
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0
 
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        if self.server_cpu_s is None or self.requests == 0:
+            return None
+        return self.server_cpu_s * 1e6 / self.requests
+
 
 class LoadError(RuntimeError):
     """wrk saw errors: the figure would be meaningless, so the bench stops."""
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        total = 0.0
+        for p in [proc, *proc.children(recursive=True)]:
+            t = p.cpu_times()
+            total += t.user + t.system
+        return total
+    except psutil.Error:
+        return None
 
 
 def wrk_binary() -> str:
@@ -335,8 +357,13 @@ def run_wrk(
     connections: int,
     threads: int = 1,
     allow_errors: bool = False,
+    server_pid: int | None = None,
 ) -> WrkResult:
-    """Drive ``load`` against ``base_url`` (127.0.0.1 only) for ``duration`` seconds."""
+    """Drive ``load`` against ``base_url`` (127.0.0.1 only) for ``duration`` seconds.
+
+    With ``server_pid``, the CPU time that process (and its children) spent during the
+    run is recorded too: CPU per request drifts far less than req/s on a shared host.
+    """
     if urlsplit(base_url).hostname != "127.0.0.1":
         raise ValueError("the bench only loads servers on 127.0.0.1")
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as body_file:
@@ -364,7 +391,9 @@ def run_wrk(
             str(load.ids[1]) if load.ids else "-",
             *(f"{k}: {v}" for k, v in load.headers.items()),
         ]
+        cpu_before = _cpu_seconds(server_pid)
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+        cpu_after = _cpu_seconds(server_pid)
     finally:
         os.unlink(body_file.name)
     for line in done.stdout.splitlines():
@@ -391,6 +420,9 @@ def run_wrk(
         p99_ms=raw["p99_us"] / 1e3,
         max_ms=raw["max_us"] / 1e3,
         errors=errors,
+        server_cpu_s=(
+            cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+        ),
     )
     if result.errors and not allow_errors:
         raise LoadError(
@@ -419,6 +451,12 @@ class Stat:
     @property
     def p99_ms(self) -> float:
         return statistics.median(r.p99_ms for r in self.rounds)
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        values = [r.cpu_us_per_request for r in self.rounds]
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
 
     @property
     def max_p99_ms(self) -> float:
@@ -476,6 +514,7 @@ def alternate(
                         duration=duration,
                         connections=connections,
                         threads=threads,
+                        server_pid=stack.server.process.pid,
                     )
                 except LoadError as exc:
                     raise LoadError(f"{exc}\n{stack.server.log_tail()}") from None
@@ -484,7 +523,8 @@ def alternate(
                     progress(
                         f"round {n + 1}/{rounds} {stack.server.name:<10} {load.name:<14} "
                         f"{result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                        f"p99 {result.p99_ms:6.2f} ms"
+                        f"p99 {result.p99_ms:6.2f} ms  "
+                        f"cpu {result.cpu_us_per_request or 0:5.0f} us/req"
                     )
     return stats
 

@@ -91,12 +91,25 @@ def run(ctx: BenchContext) -> Report:
     table = report.section(
         f"wrk, {k.connections} connections, {k.rounds} alternating rounds of {k.duration:g}s "
         f"(medians; {rows} rows per table before the rounds)",
-        ("stack", "request", "req/s", "req/s per round", "p50 ms", "p99 ms"),
+        ("stack", "request", "req/s", "req/s per round", "p50 ms", "p99 ms", "server CPU us/req"),
     )
     for (stack, load), st in stats.items():
+        cpu = st.cpu_us_per_request
         table.rows.append(
-            (stack, load, f"{st.rps:.0f}", st.rps_spread(), f"{st.p50_ms:.2f}", f"{st.p99_ms:.2f}")
+            (
+                stack,
+                load,
+                f"{st.rps:.0f}",
+                st.rps_spread(),
+                f"{st.p50_ms:.2f}",
+                f"{st.p99_ms:.2f}",
+                f"{cpu:.0f}" if cpu is not None else "-",
+            )
         )
+    table.notes.append(
+        "server CPU = user+sys seconds of the server process during the round / requests "
+        "(Python side only; PostgreSQL's CPU is not in it): steadier than req/s on a busy host."
+    )
     table.notes.append(
         "firewatch create = incident + 'created' timeline row (one statement); the baselines "
         "insert the incident only."

@@ -20,17 +20,17 @@ async def healthz() -> Response:
 
 
 async def _check_postgres(request: Request) -> None:
-    async with deps.pool(request).acquire() as conn:
+    async with deps.app_pool(request).acquire() as conn:
         await conn.fetchval("SELECT 1")
 
 
 async def _check_redis(request: Request) -> None:
-    await deps.redis_client(request).ping()
+    await deps.app_redis(request).ping()
 
 
 @router.get("/readyz", summary="Readiness: PostgreSQL and Redis are reachable")
 async def readyz(request: Request) -> Response:
-    timeout = deps.settings(request).ready_timeout
+    timeout = deps.app_settings(request).ready_timeout
     checks = {"postgres": _check_postgres, "redis": _check_redis}
     results: dict[str, str] = {}
     for name, check in checks.items():

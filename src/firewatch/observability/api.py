@@ -19,7 +19,7 @@ router = APIRouter(tags=["observability"])
 
 
 def _authorized(request: Request) -> bool:
-    token = deps.settings(request).metrics_token
+    token = deps.app_settings(request).metrics_token
     if token is None:
         return True
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
@@ -40,7 +40,7 @@ async def scrape(request: Request) -> Response:
         )
     gauges: metrics.DatabaseGauges | None
     try:
-        async with deps.pool(request).acquire() as conn:
+        async with deps.app_pool(request).acquire() as conn:
             gauges = await metrics.collect_database_gauges(conn)
     except Exception as exc:  # the process metrics are still worth serving without the DB
         log.warning("metrics: database gauges unavailable", error=type(exc).__name__)
