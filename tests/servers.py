@@ -96,6 +96,24 @@ def free_port() -> int:
         return port
 
 
+# The first admin of every live server (bootstrap from FIREWATCH_ADMIN_PASSWORD), unless
+# a test passes its own; log in with ``bearer(server.base_url)``.
+LIVE_ADMIN_PASSWORD = "live-Serv3r-operator-pw"
+
+
+def bearer(
+    base_url: str, username: str = "admin", password: str = LIVE_ADMIN_PASSWORD
+) -> dict[str, str]:
+    """``Authorization`` header of a fresh login on a live server."""
+    r = httpx.post(
+        f"{base_url}/api/v1/auth/login",
+        json={"username": username, "password": password},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
 @dataclass
 class LiveServer:
     """A ``firewatch serve`` process on 127.0.0.1, for tests that need real HTTP."""
@@ -108,7 +126,7 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -132,7 +150,13 @@ def live_server(
         for k, v in os.environ.items()
         if not k.startswith("FIREWATCH_") or k.startswith("FIREWATCH_TEST_")
     }
-    full_env.update({"FIREWATCH_HOST": "127.0.0.1", "FIREWATCH_PORT": str(port)})
+    full_env.update(
+        {
+            "FIREWATCH_HOST": "127.0.0.1",
+            "FIREWATCH_PORT": str(port),
+            "FIREWATCH_ADMIN_PASSWORD": LIVE_ADMIN_PASSWORD,
+        }
+    )
     full_env.update(env)
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from firewatch import __version__
 from firewatch.alerts import api as alerts_api
 from firewatch.analytics import api as analytics_api
+from firewatch.audit import api as audit_api
+from firewatch.audit.service import run_sealer
+from firewatch.auth import api as auth_api
+from firewatch.auth.runtime import AuthState
 from firewatch.events import api as events_api
 from firewatch.http import health, problems
 from firewatch.http.body_limit import BodyLimitMiddleware
 from firewatch.http.responses import JSONResponse
+from firewatch.http.security import SecurityHeadersMiddleware
 from firewatch.incidents import api as incidents_api
 from firewatch.observability import api as observability_api
 from firewatch.observability.logging import configure_logging
@@ -45,10 +53,17 @@ def create_app(settings: Settings) -> FastAPI:
             command_timeout=settings.db_command_timeout,
         )
         app.state.redis = create_redis(redis_url)
+        app.state.auth = AuthState.build(settings, app.state.redis)
+        sealer = asyncio.create_task(
+            run_sealer(app.state.pool, settings.audit_seal_interval), name="audit-sealer"
+        )
         log.info("firewatch started", version=__version__)
         try:
             yield
         finally:
+            sealer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealer
             await app.state.redis.aclose()
             await app.state.pool.close()
 
@@ -68,7 +83,24 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(analytics_api.router)
     app.include_router(alerts_api.router)
     app.include_router(events_api.router)
+    app.include_router(auth_api.router)
+    app.include_router(audit_api.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # off by default: only listed origins, never "*"
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match"],
+            expose_headers=["ETag", "Location", "Retry-After"],
+            allow_credentials=False,
+            max_age=600,
+        )
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        trusted_proxies=settings.trusted_proxies,
+        hsts_max_age=settings.hsts_max_age,
+    )
     # observability: outermost of ours, so it times and logs every answer (413s too)
     if settings.metrics_enabled:
         app.include_router(observability_api.router)

@@ -16,6 +16,10 @@ import asyncpg
 import typer
 import uvicorn
 
+from firewatch.auth import cli as auth_cli
+from firewatch.auth.keys import KeyringError
+from firewatch.auth.runtime import open_keystore
+from firewatch.errors import FirewatchError
 from firewatch.observability import multiproc
 from firewatch.observability.logging import configure_logging
 from firewatch.runtime import migrations
@@ -94,13 +98,6 @@ def serve(
             os.environ[f"{ENV_PREFIX}{name}"] = str(value)
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    if not settings.binds_loopback_only:
-        typer.echo(
-            f"firewatch: refusing to bind {settings.host}: authentication is not configured, "
-            "so firewatch serves this machine only (FIREWATCH_HOST=127.0.0.1)",
-            err=True,
-        )
-        raise typer.Exit(2)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Before uvicorn imports the app (and prometheus_client) in any process.
     multiproc.prepare(settings.data_dir)
@@ -112,6 +109,7 @@ def serve(
     with resolved_servers(settings) as resolved:
         assert resolved.database_url is not None
         asyncio.run(migrations.upgrade(resolved.database_url.get_secret_value()))
+        _prepare_security(resolved)
         uvicorn.run(
             "firewatch.app:app_from_env",
             factory=True,
@@ -125,6 +123,27 @@ def serve(
             proxy_headers=False,
             timeout_graceful_shutdown=10,
         )
+
+
+def _prepare_security(settings: Settings) -> None:
+    """Signing keys and the first admin exist before any worker starts."""
+    try:
+        open_keystore(settings)
+        created = asyncio.run(auth_cli.bootstrap(settings))
+    except (KeyringError, FirewatchError, OSError) as exc:
+        typer.echo(f"firewatch: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if created is not None:
+        username, password = created
+        if password is None:
+            typer.echo(f"firewatch: created the first admin {username!r}", err=True)
+        else:  # printed once, to the console only (never to the log)
+            typer.echo(
+                f"firewatch: created the first admin {username!r} with password {password}\n"
+                "firewatch: store it now; it is not shown again "
+                f"(reset with `firewatch user reset-password {username}`)",
+                err=True,
+            )
 
 
 @cli.command()
@@ -151,6 +170,9 @@ def report(
     with resolved_servers(settings) as resolved:
         code = analytics_cli.report(resolved, window, service, team, as_json)
     raise typer.Exit(code)
+
+
+auth_cli.register(cli)
 
 
 def main() -> None:

@@ -17,9 +17,12 @@ class FirewatchError(Exception):
     slug: str = "internal"
     title: str = "Internal error"
 
-    def __init__(self, detail: str, **extensions: Any) -> None:
+    def __init__(
+        self, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers or {}  # response headers (e.g. WWW-Authenticate), not body
         self.extensions = extensions
 
     @property

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from firewatch.incidents.model import Category
 
@@ -39,6 +39,21 @@ def _default_slo_targets() -> dict[str, SloTargetSetting]:
         "SEV1": SloTargetSetting(ack_seconds=5 * 60, resolve_seconds=30 * 60),
         "SEV2": SloTargetSetting(ack_seconds=15 * 60, resolve_seconds=2 * 3600),
     }
+
+
+class JwtAlgorithm(StrEnum):
+    """Asymmetric algorithms only: HS* and ``none`` can never be configured."""
+
+    RS256 = "RS256"
+    ES256 = "ES256"
+    EDDSA = "EdDSA"
+
+
+def _split_list(value: object) -> object:
+    """Comma-separated env values (``a,b``) as a list; lists pass through."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -90,6 +105,63 @@ class Settings(BaseSettings):
         default=None,
         description="HMAC key for client-address pseudonyms in logs; unset: random per start.",
     )
+    # --- security (auth/, audit/, http/security.py): see README "Security" ---
+    jwt_algorithm: JwtAlgorithm = JwtAlgorithm.ES256
+    jwt_issuer: Annotated[str, Field(min_length=1, max_length=200)] = "firewatch"
+    jwt_audience: Annotated[str, Field(min_length=1, max_length=200)] = "firewatch-api"
+    jwt_keys_file: Path | None = Field(
+        default=None, description="Mounted keyring file (read-only); else $DATA_DIR/secrets."
+    )
+    access_token_ttl: Annotated[int, Field(ge=60, le=3600)] = 900
+    refresh_token_ttl: Annotated[int, Field(ge=300, le=90 * 86400)] = 14 * 86400
+    token_leeway: Annotated[int, Field(ge=0, le=300)] = 30
+    claims_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
+    admin_username: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._@-]{0,63}$")] = "admin"
+    admin_password: SecretStr | None = None
+    admin_password_file: Path | None = None
+    password_hash_time_cost: Annotated[int, Field(ge=1, le=20)] = 3
+    password_hash_memory_kib: Annotated[int, Field(ge=8192, le=4 * 1024 * 1024)] = 65536
+    password_hash_parallelism: Annotated[int, Field(ge=1, le=16)] = 4
+    password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    rate_limit_login_account: str = "10/minute"
+    rate_limit_login_client: str = "30/minute"
+    rate_limit_api_per_minute: Annotated[int, Field(ge=0, le=10_000_000)] = 6000
+    rate_limit_ingest_per_minute: Annotated[int, Field(ge=0, le=10_000_000)] = 12000
+    lockout_threshold: Annotated[int, Field(ge=1, le=100)] = 5
+    lockout_base_seconds: Annotated[int, Field(ge=1, le=86400)] = 60
+    lockout_max_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] = 3600
+    audit_hmac_key: SecretStr | None = None
+    audit_hmac_key_file: Path | None = None
+    audit_seal_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
+        Field(default_factory=list)
+    )
+    hsts_max_age: Annotated[int, Field(ge=0, le=2 * 31536000)] = 31536000
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or not origin.startswith(("https://", "http://")):
+                raise ValueError("list exact origins like https://ops.example.com (no '*')")
+        return value
+
+    @field_validator("rate_limit_login_account", "rate_limit_login_client")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError("must be a rate like '10/minute' or '100 per hour'") from exc
+        return value
 
     # --- alert ingestion, notifications, live events (alerts/, notifications/, events/) ---
     alert_reopen_window: Annotated[float, Field(ge=0, le=365 * 86400)] = Field(

@@ -48,7 +48,7 @@ async def test_create_get_round_trip(client: httpx.AsyncClient) -> None:
     assert r.headers["etag"] == '"1"'
     assert created["severity"] == "SEV1"
     assert created["status"] == "open"
-    assert created["created_by"] == "local-operator"
+    assert created["created_by"] == "test-admin"
 
     got = await client.get(f"{API}/{created['id']}")
     assert got.status_code == 200

@@ -42,11 +42,18 @@ def value(
 
 
 async def burst(
-    base_url: str, method: str, path: str, n: int, json: dict[str, str] | None = None
+    base_url: str,
+    method: str,
+    path: str,
+    n: int,
+    json: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> list[int]:
     """``n`` concurrent requests, each on its own connection (so both workers accept some)."""
     limits = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10) as c:
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=10, headers=headers
+    ) as c:
         rs = await asyncio.gather(*(c.request(method, path, json=json) for _ in range(n)))
     return [r.status_code for r in rs]
 
@@ -82,12 +89,19 @@ async def test_counts_are_exact_across_two_workers(
         assert len(worker_pids(stale)) == 2, server.log()
 
         body = {"title": "t", "category": "latency"}
+        auth = servers.bearer(base)
         for severity, n in (("sev1", 3), ("sev3", 2)):
             codes = await burst(
-                base, "POST", "/api/v1/incidents", n, json={**body, "severity": severity}
+                base,
+                "POST",
+                "/api/v1/incidents",
+                n,
+                json={**body, "severity": severity},
+                headers=auth,
             )
             assert codes == [201] * n
-        assert await burst(base, "GET", "/api/v1/incidents/INC-999999999", 7) == [404] * 7
+        missing = await burst(base, "GET", "/api/v1/incidents/INC-999999999", 7, headers=auth)
+        assert missing == [404] * 7
         assert await burst(base, "GET", "/no/such/path", 4) == [404] * 4
 
         # resolved behind firewatch's back: the gauge reads the database, not a counter

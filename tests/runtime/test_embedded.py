@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.servers import live_server
+from tests.servers import bearer, live_server
 
 
 def _servers_on(data_dir: Path) -> list[psutil.Process]:
@@ -28,6 +28,7 @@ def test_embedded_start_serve_stop_restart_keeps_data(tmp_path: Path) -> None:
         r = httpx.post(
             f"{server.base_url}/api/v1/incidents",
             json={"title": "embedded survives restarts", "severity": "SEV4"},
+            headers=bearer(server.base_url),
         )
         assert r.status_code == 201, r.text
         ref = r.json()["id"]
@@ -37,6 +38,6 @@ def test_embedded_start_serve_stop_restart_keeps_data(tmp_path: Path) -> None:
     _gone, alive = psutil.wait_procs(_servers_on(data_dir), timeout=15)
     assert alive == [], f"left running: {[p.info['cmdline'] for p in alive]}"
     with live_server(env, tmp_path / "second.log") as server:
-        r = httpx.get(f"{server.base_url}/api/v1/incidents/{ref}")
+        r = httpx.get(f"{server.base_url}/api/v1/incidents/{ref}", headers=bearer(server.base_url))
         assert r.status_code == 200
         assert r.json()["title"] == "embedded survives restarts"

@@ -19,8 +19,8 @@ from starlette.responses import Response
 
 from firewatch.alerts import alertmanager, service, webhook
 from firewatch.alerts.alertmanager import PayloadError
-from firewatch.auth.dependencies import current_principal
 from firewatch.auth.principal import Principal
+from firewatch.auth.rbac import Permission, require
 from firewatch.errors import (
     BadRequestError,
     ConflictError,
@@ -41,8 +41,8 @@ from firewatch.settings import Settings
 
 router = APIRouter(prefix="/api/v1", tags=["integrations"])
 
-Ingester = Annotated[Principal, Depends(current_principal)]
-Reader = Annotated[Principal, Depends(current_principal)]
+Ingester = Annotated[Principal, Depends(require(Permission.ALERTS_WRITE))]
+Reader = Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 RedisDep = Annotated[Redis, Depends(deps.redis_client)]
 SettingsDep = Annotated[Settings, Depends(deps.settings)]

@@ -14,8 +14,8 @@ from starlette.responses import Response
 from firewatch.analytics import service
 from firewatch.analytics.metrics import DIMENSIONS, Window, parse_window
 from firewatch.analytics.store import Scope
-from firewatch.auth.dependencies import current_principal
 from firewatch.auth.principal import Principal
+from firewatch.auth.rbac import Permission, require
 from firewatch.errors import UnprocessableError
 from firewatch.http import deps
 from firewatch.http.responses import JSONResponse
@@ -25,7 +25,7 @@ from firewatch.settings import Settings
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
-Caller = Annotated[Principal, Depends(current_principal)]
+Caller = Annotated[Principal, Depends(require(Permission.ANALYTICS_READ))]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 Config = Annotated[Settings, Depends(deps.settings)]
 

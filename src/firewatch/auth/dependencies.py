@@ -1,34 +1,107 @@
-"""The single ``current_principal`` dependency that every /api/v1 route uses.
+"""The single ``current_principal`` dependency: who is calling this request.
 
-Until real authentication is configured, firewatch serves only this machine: the
-server refuses to bind a non-loopback address (see cli.serve), and this dependency
-admits requests from loopback peers only, as the local operator. There is no fake
-user and no default credential; the security feature replaces this function.
+``Authorization: Bearer <token>`` carries either a user's access token (a JWT) or an
+integration's API key (``fw_<id>_<secret>``). Every /api/v1 route reaches this
+through ``rbac.require(...)``. For a JWT, the signature and claims are verified
+(cached until expiry) and the denylist and the principal's request budget are
+checked in Redis on every request: when Redis is unreachable the request fails
+closed with 503. API keys are checked against PostgreSQL; their request budget is
+counted in Redis but does not fail closed (ingestion keeps working, the key itself
+is still verified).
 """
 
 from __future__ import annotations
 
-import ipaddress
+from typing import Annotated, cast
 
-from fastapi import Request
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from firewatch.auth.apikeys import looks_like_key
+from firewatch.auth.authenticate import authenticate_api_key
 from firewatch.auth.principal import Principal
-from firewatch.errors import UnauthorizedError
+from firewatch.auth.runtime import AuthState
+from firewatch.auth.tokens import InvalidTokenError
+from firewatch.errors import RateLimitedError, UnauthorizedError
+from firewatch.http.client import client_address
 
-LOCAL_OPERATOR = Principal(subject="local-operator", kind="local", role="admin")
+log = structlog.get_logger(__name__)
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="firewatch"'}
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A user's access token (from /api/v1/auth/login) or an integration's "
+    "API key fw_<id>_<secret>.",
+)
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
+def auth_state(request: Request) -> AuthState:
+    return cast(AuthState, request.app.state.auth)
+
+
+def _unauthorized(detail: str) -> UnauthorizedError:
+    return UnauthorizedError(detail, headers=_CHALLENGE)
+
+
+def request_client(request: Request) -> str | None:
+    """The caller's address, pseudonymised (what audit records and limits see)."""
+    auth = auth_state(request)
+    return auth.pseudonymise(client_address(request, auth.settings.trusted_proxies))
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if credentials is None:
+        raise _unauthorized("this endpoint needs 'Authorization: Bearer <token or API key>'")
+    credential = credentials.credentials.strip()
+    if not credential:
+        raise _unauthorized("use 'Authorization: Bearer <token>'")
+    auth = auth_state(request)
+    settings = auth.settings
+    client = request_client(request)
+    if looks_like_key(credential):
+        principal = await authenticate_api_key(request.app.state.pool, credential, client)
+        limit = settings.rate_limit_ingest_per_minute
+        if limit:
+            try:
+                result = await auth.revocations.count_integration(principal.subject, limit)
+            except Exception as exc:  # Redis down: the key is verified; keep ingesting
+                log.warning("integration rate limit unavailable", error_type=type(exc).__name__)
+            else:
+                if result.over_limit:
+                    raise RateLimitedError(
+                        "request budget of this integration exhausted",
+                        retry_after=result.retry_after,
+                    )
+        return principal
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-async def current_principal(request: Request) -> Principal:
-    client = request.client
-    if client is not None and _is_loopback(client.host):
-        return LOCAL_OPERATOR
-    raise UnauthorizedError("authentication is not configured; only local access is allowed")
+        claims = auth.tokens.verify(credential)
+    except InvalidTokenError as exc:
+        raise _unauthorized(str(exc)) from None
+    result = await auth.revocations.check_token(
+        jti=claims.jti,
+        sid=claims.sid,
+        subject=claims.subject,
+        version=claims.version,
+        limit=settings.rate_limit_api_per_minute,
+    )
+    if result.revoked:
+        raise _unauthorized("the token has been revoked")
+    if result.over_limit:
+        raise RateLimitedError(
+            "request budget of this user exhausted", retry_after=result.retry_after
+        )
+    return Principal(
+        subject=claims.subject,
+        kind="user",
+        role=claims.role,
+        client=client,
+        token_id=claims.jti,
+        session_id=claims.sid,
+        expires_at=claims.exp,
+    )

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Header, Query
 from redis.asyncio import Redis
 from starlette.responses import StreamingResponse
 
-from firewatch.auth.dependencies import current_principal
 from firewatch.auth.principal import Principal
+from firewatch.auth.rbac import Permission, require
 from firewatch.errors import BadRequestError
 from firewatch.events import service
 from firewatch.http import deps
@@ -38,7 +38,7 @@ def _event_id(value: str | None) -> int | None:
     response_class=StreamingResponse,
 )
 async def events(
-    caller: Annotated[Principal, Depends(current_principal)],
+    caller: Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))],
     pool: Annotated[PgPool, Depends(deps.pool)],
     redis: Annotated[Redis, Depends(deps.redis_client)],
     last_event_id: Annotated[str | None, Header()] = None,

@@ -66,7 +66,7 @@ def problem(
 
 async def _firewatch_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, FirewatchError)
-    headers = {}
+    headers = dict(exc.headers)
     if "retry_after" in exc.extensions:
         headers["Retry-After"] = str(exc.extensions["retry_after"])
     return problem(

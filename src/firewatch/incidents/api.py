@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from firewatch.auth.dependencies import current_principal
 from firewatch.auth.principal import Principal
+from firewatch.auth.rbac import Permission, require
 from firewatch.errors import NotFoundError, PreconditionRequiredError, UnprocessableError
 from firewatch.http import deps
 from firewatch.http.pagination import decode_cursor, encode_cursor
@@ -24,7 +24,8 @@ from firewatch.runtime.database import PgPool
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
-Caller = Annotated[Principal, Depends(current_principal)]
+Reader = Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))]
+Writer = Annotated[Principal, Depends(require(Permission.INCIDENTS_WRITE))]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 
 SeverityText = Annotated[str, Field(pattern=r"^(?i:sev)[1-4]$", examples=["SEV2"])]
@@ -174,7 +175,7 @@ def _expected_version(if_match: str | None, body_version: int | None) -> int | N
     response_model=IncidentOut,
     summary="Open an incident",
 )
-async def create_incident(body: IncidentCreate, caller: Caller, pool: Pool) -> Response:
+async def create_incident(body: IncidentCreate, caller: Writer, pool: Pool) -> Response:
     row = await service.create_incident(
         pool,
         caller,
@@ -193,7 +194,7 @@ async def create_incident(body: IncidentCreate, caller: Caller, pool: Pool) -> R
 
 
 @router.get("/{ref}", response_model=IncidentOut, summary="Get one incident")
-async def get_incident(ref: str, caller: Caller, pool: Pool) -> Response:
+async def get_incident(ref: str, caller: Reader, pool: Pool) -> Response:
     return _incident_response(await service.get_incident(pool, _incident_id(ref)))
 
 
@@ -205,7 +206,7 @@ async def get_incident(ref: str, caller: Caller, pool: Pool) -> Response:
 async def patch_incident(
     ref: str,
     body: IncidentPatch,
-    caller: Caller,
+    caller: Writer,
     pool: Pool,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -239,7 +240,7 @@ async def patch_incident(
 async def transition_incident(
     ref: str,
     body: TransitionIn,
-    caller: Caller,
+    caller: Writer,
     pool: Pool,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -260,7 +261,7 @@ async def transition_incident(
     response_model=TimelineEntryOut,
     summary="Add a comment to the timeline",
 )
-async def comment(ref: str, body: CommentIn, caller: Caller, pool: Pool) -> Response:
+async def comment(ref: str, body: CommentIn, caller: Writer, pool: Pool) -> Response:
     row = await service.add_comment(pool, caller, _incident_id(ref), body.body)
     return JSONResponse(_timeline_json(row), status_code=201)
 
@@ -268,7 +269,7 @@ async def comment(ref: str, body: CommentIn, caller: Caller, pool: Pool) -> Resp
 @router.get("/{ref}/timeline", response_model=TimelinePage, summary="The incident's story")
 async def timeline(
     ref: str,
-    caller: Caller,
+    caller: Reader,
     pool: Pool,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -282,7 +283,7 @@ async def timeline(
 @router.get("", response_model=IncidentPage, summary="List incidents, newest first")
 async def list_incidents(
     request: Request,
-    caller: Caller,
+    caller: Reader,
     pool: Pool,
     status_: Annotated[list[Status] | None, Query(alias="status")] = None,
     severity: Annotated[list[SeverityText] | None, Query()] = None,

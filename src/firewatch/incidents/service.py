@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from firewatch.audit import service as audit
+from firewatch.audit.chain import digest
 from firewatch.auth.principal import Principal
 from firewatch.errors import (
     InvalidTransitionError,
@@ -79,6 +81,9 @@ async def create_incident(pool: Pool, actor: Principal, new: NewIncident) -> asy
             labels=labels,
             actor=actor.subject,
             snapshot=snapshot,
+            actor_kind=actor.kind,
+            after_digest=digest(snapshot),
+            client=actor.client,
         )
     metrics.record_incident_opened(row["severity"])
     return row
@@ -119,6 +124,15 @@ async def update_incident(
             at=now,
             before={k: row[k] for k in real},
             after=real,
+        )
+        await audit.record(
+            conn,
+            actor,
+            "incident.update",
+            target=display_ref(incident_id),
+            before={k: row[k] for k in real},
+            after=real,
+            details={"fields": sorted(real)},
         )
         return updated
 
@@ -177,6 +191,14 @@ async def transition_incident(
             after={"status": nxt.status.value},
             note=note,
         )
+        await audit.record(
+            conn,
+            actor,
+            "incident.reopen" if target is Status.OPEN else "incident.transition",
+            target=display_ref(incident_id),
+            before={"status": current.status.value},
+            after={"status": nxt.status.value},
+        )
         return updated
 
 
@@ -185,9 +207,17 @@ async def add_comment(pool: Pool, actor: Principal, incident_id: int, body: str)
         row = await store.get(conn, incident_id, for_update=True)
         if row is None:
             raise _not_found(incident_id)
-        return await store.append_timeline(
+        entry = await store.append_timeline(
             conn, incident_id, actor=actor.subject, kind="comment", at=_now(), note=body
         )
+        await audit.record(
+            conn,
+            actor,
+            "incident.comment",
+            target=display_ref(incident_id),
+            after={"timeline_id": entry["id"], "body": body},
+        )
+        return entry
 
 
 async def get_timeline(

@@ -30,6 +30,10 @@ WITH inc AS (
 ), tl AS (
     INSERT INTO incident_timeline (incident_id, at, actor, kind, after)
     SELECT id, opened_at, created_by, 'created', $10::jsonb FROM inc
+), au AS (
+    -- the audit entry, in this same statement (so the same transaction); see audit/
+    INSERT INTO audit_log (actor, actor_kind, action, target, after_digest, client)
+    SELECT created_by, $11, 'incident.create', 'INC-' || id, $12, $13 FROM inc
 )
 SELECT * FROM inc
 """
@@ -48,8 +52,11 @@ async def create(
     labels: dict[str, str],
     actor: str,
     snapshot: dict[str, Any],
+    actor_kind: str = "user",
+    after_digest: str | None = None,
+    client: str | None = None,
 ) -> asyncpg.Record:
-    """Insert an incident and its 'created' timeline entry in one statement."""
+    """Insert an incident, its 'created' timeline entry and audit entry in one statement."""
     row = await conn.fetchrow(
         _CREATE,
         title,
@@ -62,6 +69,9 @@ async def create(
         labels,
         actor,
         snapshot,
+        actor_kind,
+        after_digest,
+        client,
     )
     assert row is not None
     return row

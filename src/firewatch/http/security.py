@@ -1,0 +1,70 @@
+"""Security headers on every response, as a small ASGI middleware.
+
+- ``Content-Security-Policy``: nothing may load by default; the API answers JSON.
+  ``/docs`` (Swagger UI) gets a policy that lets it load its script and style.
+- ``Strict-Transport-Security`` only when the request came over TLS (directly, or
+  X-Forwarded-Proto from a trusted proxy): HSTS over plain HTTP is ignored anyway
+  and would pin localhost development to HTTPS.
+- ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` plus CSP
+  ``frame-ancestors 'none'``, ``Referrer-Policy: no-referrer``,
+  ``Cross-Origin-Opener-Policy``/``-Resource-Policy: same-origin``.
+uvicorn runs with ``server_header=False``: no server name or version is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from firewatch.http.client import Network, is_https
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
+
+_STATIC = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+class SecurityHeadersMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, trusted_proxies: Sequence[Network], hsts_max_age: int
+    ) -> None:
+        self.app = app
+        self.trusted_proxies = list(trusted_proxies)
+        self.hsts = f"max-age={hsts_max_age}; includeSubDomains".encode()
+        self.hsts_max_age = hsts_max_age
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
+        tls = self.hsts_max_age > 0 and is_https(HTTPConnection(scope), self.trusted_proxies)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _STATIC:
+                    if name.decode() not in headers:
+                        headers.raw.append((name, value))
+                if "content-security-policy" not in headers:
+                    headers.raw.append((b"content-security-policy", csp.encode()))
+                if tls:
+                    headers.raw.append((b"strict-transport-security", self.hsts))
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
