@@ -38,6 +38,8 @@ import asyncpg
 import httpx
 import psutil
 
+from bench import auth
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "request.lua"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -247,6 +249,7 @@ def firewatch_server(
             "FIREWATCH_PORT": "{port}",
             "FIREWATCH_WORKERS": "1",
             "FIREWATCH_DATA_DIR": str(data_dir),
+            **auth.server_env(database_url),
             **(env or {}),
         },
         ready_path="/readyz",
