@@ -4,7 +4,8 @@ No Docker engine here, so this stands in for `docker run --read-only --user 1000
 a venv holding exactly requirements.lock (hash-checked, no dev or embedded extras),
 a read-only copy of the source tree, no HOME, every write under one data dir, as
 UID 1000 (when the tests run as root; otherwise as the current non-root user),
-against the real PostgreSQL and Redis.
+against the real PostgreSQL and Redis; it logs in as the bootstrap admin and makes
+authenticated requests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -29,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.lock"
 APP_UID = APP_GID = 1000
 METRICS_TOKEN = "smoke-test-metrics-token-0123456789"
+ADMIN_PASSWORD = "smoke-Bootstrap-passphrase-7f3c9d2e"
+STALE_VENV_SECONDS = 3600
 
 
 def _world_usable(path: Path) -> bool:
@@ -62,23 +66,41 @@ def _private_dir(path: Path) -> None:
 
 
 def locked_venv() -> Path:
-    """The venv of requirements.lock, reused while the lock is unchanged (in /tmp, so
-    UID 1000 can reach it wherever the checkout lives)."""
-    digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()
-    venv = Path(tempfile.gettempdir()) / f"firewatch-smoke-venv-{os.geteuid()}"
-    stamp = venv / ".requirements-lock-sha256"
-    if stamp.is_file() and stamp.read_text() == digest:
+    """The venv of requirements.lock, one per lock content and reused while it exists.
+
+    It lives in /tmp so UID 1000 can reach it wherever the checkout is, is named by
+    the lock's digest so checkouts with different locks never share one, and is
+    built aside and renamed into place so a concurrent run never sees half of it.
+    """
+    digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
+    parent = Path(tempfile.gettempdir())
+    prefix = f"firewatch-smoke-venv-{os.geteuid()}-"
+    venv = parent / f"{prefix}{digest}"
+    # Venvs of other locks (~400 MB each) go once unused for an hour; a run touches
+    # its own venv, so one in use is never that old.
+    for other in parent.glob(f"{prefix}*"):
+        if other != venv and time.time() - other.stat().st_mtime > STALE_VENV_SECONDS:
+            shutil.rmtree(other, ignore_errors=True)
+    if (venv / "bin" / "python").exists():
         _private_dir(venv)
+        os.utime(venv)
         return venv
-    if venv.exists():
-        _private_dir(venv)
-        shutil.rmtree(venv)
-    uv = str(Path(sys.executable).parent / "uv")
-    python = str(venv / "bin" / "python")
-    subprocess.run([uv, "venv", "--quiet", "--python", str(_interpreter()), str(venv)], check=True)
-    install = [uv, "pip", "install", "--quiet", "--python", python, "--require-hashes"]
-    subprocess.run([*install, "-r", str(LOCK)], check=True)
-    stamp.write_text(digest)
+    building = Path(tempfile.mkdtemp(prefix=f"{venv.name}.", dir=parent))
+    try:
+        uv = str(Path(sys.executable).parent / "uv")
+        python = str(building / "bin" / "python")
+        interpreter = str(_interpreter())
+        subprocess.run([uv, "venv", "--quiet", "--python", interpreter, str(building)], check=True)
+        install = [uv, "pip", "install", "--quiet", "--python", python, "--require-hashes"]
+        subprocess.run([*install, "-r", str(LOCK)], check=True)
+        building.chmod(0o755)
+        building.rename(venv)
+    except OSError:
+        if not (venv / "bin" / "python").exists():  # not a concurrent run that won
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    _private_dir(venv)
     return venv
 
 
@@ -137,6 +159,7 @@ def test_serves_as_non_root_from_the_lock_on_a_read_only_tree(
         "FIREWATCH_PORT": str(port),
         "FIREWATCH_LOG_FORMAT": "json",
         "FIREWATCH_METRICS_TOKEN": METRICS_TOKEN,
+        "FIREWATCH_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
     command = [str(venv / "bin" / "python"), "-m", "firewatch", "serve"]
     if os.geteuid() == 0:
@@ -154,7 +177,10 @@ def test_serves_as_non_root_from_the_lock_on_a_read_only_tree(
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT)
         try:
-            servers.wait_ready(base, process)
+            try:
+                servers.wait_ready(base, process)
+            except (RuntimeError, TimeoutError) as exc:
+                raise AssertionError(log_path.read_text(errors="replace")) from exc
             uid = _process_uid(process.pid)
             assert uid == (APP_UID if os.geteuid() == 0 else os.geteuid())
             assert uid != 0
@@ -171,6 +197,19 @@ def test_serves_as_non_root_from_the_lock_on_a_read_only_tree(
                 )
                 assert scrape.status_code == 200, scrape.text
                 assert "firewatch_" in scrape.text
+                # A real login: the bootstrap admin, an ES256 access token signed with
+                # a key the app generated in (and only in) the data dir.
+                assert client.get("/api/v1/incidents").status_code == 401
+                login = client.post(
+                    "/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+                )
+                assert login.status_code == 200, login.text
+                bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+                me = client.get("/api/v1/auth/me", headers=bearer)
+                assert me.status_code == 200, me.text
+                assert (me.json()["subject"], me.json()["role"]) == ("admin", "admin")
+                incidents = client.get("/api/v1/incidents", headers=bearer)
+                assert incidents.status_code == 200, incidents.text
         finally:
             process.terminate()
             try:
@@ -183,5 +222,10 @@ def test_serves_as_non_root_from_the_lock_on_a_read_only_tree(
     assert process.returncode == 128 + signal.SIGTERM, output
     assert "Application shutdown complete" in output
     assert "Traceback" not in output, output
-    # Nothing was written into the source tree (no bytecode, no caches).
+    # Nothing was written into the source tree (no bytecode, no caches); the signing
+    # keyring went to the data dir, private to the app user.
     assert [p for p in source.rglob("*") if p.name == "__pycache__"] == []
+    keyrings = list(data.rglob("jwt-keys.json"))
+    assert len(keyrings) == 1
+    assert stat.S_IMODE(keyrings[0].stat().st_mode) == 0o600
+    assert keyrings[0].stat().st_uid == (APP_UID if os.geteuid() == 0 else os.geteuid())
