@@ -6,6 +6,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   shellcheck    # make policy: lints every shell script (ADR-003 pipeline checks)
+  redis-server  # tests/auth/test_redis_outage.py stops and restarts its own Redis
   jq            # scripts/check-base-digest.sh, driven by tests/image/test_base_digest_script.py
   prometheus-alertmanager # tests/alerts: a real Alertmanager delivering to firewatch
   wrk  # tests/bench: the bench harness drives load with wrk

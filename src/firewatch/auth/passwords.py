@@ -1,6 +1,7 @@
 """Password hashing (argon2id, RFC 9106) off the event loop, and the password policy.
 
-One hash costs ~150 ms of CPU and 64 MiB with the default parameters, so hashes run
+One hash costs 64 MiB and a lot of CPU with the default parameters (``python -m
+bench.password_hash`` measures it on the machine at hand), so hashes run
 in worker threads behind a semaphore: at most ``concurrency`` hashes (and that much
 memory) at a time, and at most ``8 x concurrency`` callers waiting; beyond that the
 caller gets 503 rather than a queue that grows without bound.

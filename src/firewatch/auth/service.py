@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import structlog
 
 from firewatch.audit import service as audit
 from firewatch.auth import apikeys, store
@@ -31,6 +32,8 @@ from firewatch.errors import (
     UnprocessableError,
 )
 from firewatch.runtime.database import PgPool
+
+log = structlog.get_logger(__name__)
 
 REFRESH_PREFIX = "fwr_"
 BEARER = "Bearer"  # the OAuth 2.0 token_type of our access tokens
@@ -173,7 +176,6 @@ async def refresh(pool: PgPool, auth: AuthState, token: str, client: str | None)
             # Someone presents a token that was already exchanged: it was stolen (or
             # the client misbehaves). End the whole login on every device.
             revoked = await store.revoke_family(conn, row["family"])
-            await auth.revocations.deny_session(str(row["family"]))
             await audit.record(
                 conn,
                 actor,
@@ -193,7 +195,13 @@ async def refresh(pool: PgPool, auth: AuthState, token: str, client: str | None)
             session = await _new_session(conn, auth, user, row["family"])
             await audit.record(conn, actor, "auth.refresh", target=_user_target(row["username"]))
     if reuse:
-        raise invalid  # raised after commit: the revocation must stick
+        # After the commit, so the revocation in PostgreSQL sticks even when Redis
+        # is down; the login's access tokens are then refused via their sid.
+        try:
+            await auth.revocations.deny_session(str(row["family"]))
+        except Exception as exc:  # Redis down: refresh is revoked; access expires soon
+            log.warning("could not denylist a reused session", error_type=type(exc).__name__)
+        raise invalid
     return session
 
 

@@ -1,0 +1,175 @@
+"""The audit log: append-only, hash-chained, every incident mutation and security event."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from typer.testing import CliRunner
+
+from firewatch.audit import chain
+from firewatch.audit import service as audit
+from firewatch.auth.principal import Principal
+from firewatch.cli import cli
+from firewatch.runtime import migrations
+from firewatch.runtime.database import PgPool
+from tests import servers
+
+API = "/api/v1/incidents"
+
+
+async def _entries(client: httpx.AsyncClient, **params: str) -> list[dict[str, object]]:
+    r = await client.get("/api/v1/audit", params=params)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, object]] = r.json()["items"]
+    return items
+
+
+async def test_every_incident_mutation_is_audited_in_its_transaction(
+    client: httpx.AsyncClient, pool: PgPool
+) -> None:
+    inc = (await client.post(API, json={"title": "audit me", "severity": "SEV2"})).json()
+    ref = inc["id"]
+    await client.patch(f"{API}/{ref}", json={"owner": "bob"}, headers={"If-Match": '"1"'})
+    await client.post(f"{API}/{ref}/transitions", json={"to": "acknowledged"})
+    await client.post(f"{API}/{ref}/comments", json={"body": "looking"})
+    # a failed mutation (stale version) leaves no audit entry: same transaction
+    stale = await client.patch(f"{API}/{ref}", json={"owner": "eve"}, headers={"If-Match": '"1"'})
+    assert stale.status_code == 412
+    actions = [e["action"] for e in await _entries(client, target=ref)]
+    assert actions == [
+        "incident.comment",
+        "incident.transition",
+        "incident.update",
+        "incident.create",
+    ]
+    for entry in await _entries(client, target=ref):
+        assert entry["actor"] == "test-admin"
+        assert entry["client"] is not None
+        assert entry["client"] != "127.0.0.1"
+    update = (await _entries(client, target=ref, action="incident.update"))[0]
+    assert update["before_digest"] == chain.digest({"owner": None})
+    assert update["after_digest"] == chain.digest({"owner": "bob"})
+
+
+async def test_record_inside_a_rolled_back_transaction_leaves_nothing(pool: PgPool) -> None:
+    actor = Principal("tester", "system", "admin")
+    before = await pool.fetchval("SELECT count(*) FROM audit_log")
+
+    async def failing_change() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await audit.record(conn, actor, "thing.change", target="thing:1")
+            raise RuntimeError("the change fails")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == before
+
+
+async def test_update_delete_truncate_are_refused(pool: PgPool) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await audit.record(conn, Principal("x", "system", "admin"), "probe")
+    await audit.seal_pending(pool, wait=True)
+    for sql in (
+        "UPDATE audit_log SET actor = 'mallory' WHERE id = (SELECT max(id) FROM audit_log)",
+        "DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)",
+        "TRUNCATE audit_log CASCADE",
+        "UPDATE audit_seal SET hash = '\\x00' WHERE seq = 1",
+        "DELETE FROM audit_seal WHERE seq = (SELECT max(seq) FROM audit_seal)",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await pool.execute(sql)
+
+
+async def test_sealed_chain_verifies(client: httpx.AsyncClient, pool: PgPool) -> None:
+    await client.post(API, json={"title": "chain", "severity": "SEV4"})
+    await audit.seal_pending(pool, wait=True)
+    result = await audit.verify(pool)
+    assert result.ok, result.broken
+    assert result.checked >= 1
+    assert len(result.head_hash) == 64
+
+
+def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+async def _seed_and_tamper(url: str, *, tamper: bool) -> tuple[int, int] | None:
+    conn = await asyncpg.connect(url)
+    try:
+        if not tamper:
+            for i in range(5):
+                await conn.execute(
+                    "INSERT INTO audit_log (actor, actor_kind, action, target) "
+                    "VALUES ('alice', 'user', 'incident.create', $1)",
+                    f"INC-{i + 1}",
+                )
+            return None
+        # a superuser bypasses the trigger and rewrites history
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE target = 'INC-3'")
+        entry_id = await conn.fetchval("SELECT id FROM audit_log WHERE target = 'INC-3'")
+        seq = await conn.fetchval("SELECT seq FROM audit_seal WHERE entry_id = $1", entry_id)
+        return int(seq), int(entry_id)
+    finally:
+        await conn.close()
+
+
+def test_superuser_edit_is_found_by_audit_verify(
+    admin_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    name, url = asyncio.run(servers.create_database(admin_database_url))
+    try:
+        asyncio.run(migrations.upgrade(url))
+        asyncio.run(_seed_and_tamper(url, tamper=False))
+        env = {
+            "FIREWATCH_DATABASE_URL": url,
+            "FIREWATCH_REDIS_URL": redis_url,
+            "FIREWATCH_DATA_DIR": str(tmp_path / "data"),
+        }
+        code, out, err = _cli(env, "audit", "verify")
+        assert code == 0, err
+        assert "audit chain OK: 5 entries" in out
+
+        where = asyncio.run(_seed_and_tamper(url, tamper=True))
+        assert where is not None
+        seq, entry_id = where
+        code, out, err = _cli(env, "audit", "verify")
+        assert code == 1
+        assert f"chain broken at seq {seq} (audit entry {entry_id})" in err
+        assert "edited" in err
+    finally:
+        asyncio.run(servers.drop_database(admin_database_url, name))
+
+
+async def test_security_events_are_audited(app: FastAPI, client: httpx.AsyncClient) -> None:
+    from firewatch.auth.principal import Role
+    from tests.conftest import make_user
+
+    name, _pw = await make_user(app, Role.VIEWER)
+    await client.patch(f"/api/v1/users/{name}", json={"role": "responder"})
+    key = (
+        await client.post(
+            "/api/v1/integrations/keys", json={"name": f"am-{name}", "scopes": ["alerts:write"]}
+        )
+    ).json()
+    await client.delete(f"/api/v1/integrations/keys/{key['id']}")
+    assert await _entries(client, action="user.create", target=f"user:{name}")
+    role = await _entries(client, action="user.role_change", target=f"user:{name}")
+    assert role[0]["details"] == {"from": "viewer", "to": "responder"}
+    assert await _entries(client, action="apikey.create", target=f"apikey:{key['id']}")
+    assert await _entries(client, action="apikey.revoke", target=f"apikey:{key['id']}")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 1)),
+        base_url="http://t",
+    ) as anon:
+        await anon.post("/api/v1/auth/login", json={"username": name, "password": "wrong-one-123"})
+    fails = await _entries(client, action="auth.login", target=f"user:{name}")
+    assert fails[0]["outcome"] == "denied"
+    assert "wrong-one-123" not in str(fails)
