@@ -87,3 +87,15 @@ def test_targets_compare_the_measured_value() -> None:
     assert harness.Target("r", 0.8, 0.8, at_least=True).verdict() == "PASS"
     assert harness.Target("p99", 19.9, 20, at_least=False).verdict() == "PASS"
     assert harness.Target("p99", 20.0, 20, at_least=False).verdict() == "MISS"
+
+
+def test_auth_scenario_compares_with_the_pre_auth_build(
+    admin_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    ctx = BenchContext(
+        harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
+    )
+    report = discover()["auth"].run(ctx)
+    assert {r[0] for r in report.sections[0].rows} == {"with-auth", "pre-auth"}
+    assert all(float(r[1]) > 0 for r in report.sections[0].rows)
+    assert [t.name for t in report.targets] == ["authenticated GET / pre-auth GET"]
