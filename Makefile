@@ -19,7 +19,7 @@ $(BIN)/uv:
 # The locked runtime versions are constraints, so tests run what the image ships;
 # the dev and embedded extras (not in the image) resolve freely around them.
 $(STAMP): pyproject.toml requirements.lock | $(BIN)/uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,embedded]' -c requirements.lock
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev,embedded]' -c requirements.lock
 	touch $(STAMP)
 
 # requirements.lock: the runtime dependencies (no extras) with the hashes of every

@@ -18,6 +18,7 @@ from firewatch.audit import api as audit_api
 from firewatch.audit.service import run_sealer
 from firewatch.auth import api as auth_api
 from firewatch.auth.runtime import AuthState
+from firewatch.detection import api as detection_api
 from firewatch.events import api as events_api
 from firewatch.http import health, problems
 from firewatch.http.body_limit import BodyLimitMiddleware
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events_api.router)
     app.include_router(auth_api.router)
     app.include_router(audit_api.router)
+    app.include_router(detection_api.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # off by default: only listed origins, never "*"
         app.add_middleware(

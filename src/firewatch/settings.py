@@ -214,6 +214,18 @@ class Settings(BaseSettings):
             raise ValueError("must be one of critical, error, warning, info, debug")
         return level
 
+    # --- detection (issue 6) ---
+    model_dir: Path | None = Field(
+        default=None,
+        description="Where model files live (shared by all replicas); default data_dir/models.",
+    )
+    signals_max_batch: Annotated[int, Field(ge=1, le=100_000)] = 10_000
+    signals_max_future_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
     @field_validator("slo_targets")
     @classmethod
     def _slo_severities(cls, value: dict[str, SloTargetSetting]) -> dict[str, SloTargetSetting]:

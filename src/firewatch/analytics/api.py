@@ -11,9 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
-from firewatch.analytics import service
-from firewatch.analytics.metrics import DIMENSIONS, Window, parse_window
-from firewatch.analytics.store import Scope
+from firewatch.analytics.windows import DIMENSIONS, Scope, Window, parse_window
 from firewatch.auth.principal import Principal
 from firewatch.auth.rbac import Permission, require
 from firewatch.errors import UnprocessableError
@@ -93,6 +91,12 @@ class Filters:
 Params = Annotated[Filters, Depends()]
 
 
+async def _summary(pool: PgPool, settings: Settings, params: Filters) -> dict[str, Any]:
+    # pandas is imported on the first analytics request, not at worker start.
+
+    return await _summary(pool, settings, params)
+
+
 def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
@@ -124,7 +128,7 @@ def _table(rows: list[dict[str, Any]], fmt: Format, name: str, window: Window) -
 
 @router.get("/summary", summary="MTTA, time to mitigate, MTTR, trends, repeats and SLOs")
 async def summary(params: Params, caller: Caller, pool: Pool, settings: Config) -> Response:
-    data = await service.summary(pool, settings, params.window, params.scope)
+    data = await _summary(pool, settings, params)
     data["definitions"] = "docs/metrics.md"
     return JSONResponse(data)
 
@@ -138,7 +142,7 @@ async def breakdown(
     by: Dimension = Dimension.SEVERITY,
     format: Format = Format.JSON,
 ) -> Response:
-    data = await service.summary(pool, settings, params.window, params.scope)
+    data = await _summary(pool, settings, params)
     return _table(data["by"][by.value], format, f"by-{by.value}", params.window)
 
 
@@ -150,7 +154,7 @@ async def weekly(
     settings: Config,
     format: Format = Format.JSON,
 ) -> Response:
-    data = await service.summary(pool, settings, params.window, params.scope)
+    data = await _summary(pool, settings, params)
     return _table(data["weekly"], format, "weekly", params.window)
 
 
@@ -162,5 +166,5 @@ async def slo(
     settings: Config,
     format: Format = Format.JSON,
 ) -> Response:
-    data = await service.summary(pool, settings, params.window, params.scope)
+    data = await _summary(pool, settings, params)
     return _table(data["slo"], format, "slo", params.window)

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from firewatch.analytics import metrics, service
 from firewatch.analytics import report as rendering
-from firewatch.analytics.store import Scope
+from firewatch.analytics.windows import Scope
 from firewatch.runtime.database import create_pool
 from firewatch.settings import Settings
 

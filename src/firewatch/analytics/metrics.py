@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from firewatch.analytics.windows import DIMENSIONS, Window, parse_window
+
+__all__ = ["DIMENSIONS", "Window", "parse_window"]
+
 COLUMNS = (
     "id",
     "severity",
@@ -33,7 +37,6 @@ COLUMNS = (
     "resolved_at",
     "reopen_count",
 )
-DIMENSIONS = ("severity", "category", "service", "team")
 NONE_KEY = "(none)"
 WEEK = 7 * 86400
 # 1970-01-05 was a Monday: weeks start on Monday 00:00 UTC (ISO weeks).
@@ -53,37 +56,10 @@ DEFAULT_SLO_TARGETS: dict[int, SloTarget] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
-    """Incidents whose ``opened_at`` is in ``[start, end)``."""
-
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("window bounds must be timezone-aware (UTC)")
-        if self.end <= self.start:
-            raise ValueError("window end must be after its start")
-
-
-@dataclass(frozen=True, slots=True)
 class Options:
     as_of: datetime
     repeat_days: float = 7.0
     slo_targets: dict[int, SloTarget] = field(default_factory=lambda: dict(DEFAULT_SLO_TARGETS))
-
-
-def parse_window(text: str, now: datetime) -> Window:
-    """``7d``, ``30d``, ``12h`` or ``90m``: the span that ends at ``now``."""
-    text = text.strip().lower()
-    units = {"d": 86400, "h": 3600, "m": 60}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise ValueError("window must look like 7d, 30d, 12h or 90m")
-    amount = int(text[:-1])
-    seconds = amount * units[text[-1]]
-    if amount < 1 or seconds > 3660 * 86400:
-        raise ValueError("window must be between 1 minute and 10 years")
-    return Window(now - timedelta(seconds=seconds), now)
 
 
 def empty_frame() -> pd.DataFrame:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from firewatch.analytics import metrics, store
-from firewatch.analytics.metrics import Options, SloTarget, Window
+from firewatch.analytics.metrics import Options, SloTarget
+from firewatch.analytics.windows import Scope, Window
 from firewatch.runtime.database import PgPool
 from firewatch.settings import Settings
 
@@ -25,12 +26,12 @@ def options_from(settings: Settings, as_of: datetime | None = None) -> Options:
 
 
 async def summary(
-    pool: PgPool, settings: Settings, window: Window, scope: store.Scope | None = None
+    pool: PgPool, settings: Settings, window: Window, scope: Scope | None = None
 ) -> dict[str, Any]:
     options = options_from(settings)
     async with pool.acquire() as conn:
         frame = await store.incidents_frame(
-            conn, metrics.history_start(window, options), window.end, scope or store.Scope()
+            conn, metrics.history_start(window, options), window.end, scope
         )
     # pandas holds the GIL for most of this but not all; a thread keeps the loop
     # answering health checks while a large window is computed.

@@ -7,25 +7,14 @@ is several times faster than building a million asyncpg records and then a frame
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from firewatch.analytics.metrics import COLUMNS
+from firewatch.analytics.windows import Scope
 from firewatch.runtime.database import Conn
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Optional filters on top of the time range."""
-
-    service: str | None = None
-    team: str | None = None
-    category: str | None = None
-    severity: int | None = None
-
 
 _SELECT = """
 SELECT id, severity, category, service, team, {group_key} AS group_key,
@@ -63,11 +52,12 @@ async def _has_group_key(conn: Conn) -> bool:
 
 
 async def incidents_frame(
-    conn: Conn, start: datetime, end: datetime, scope: Scope = Scope()
+    conn: Conn, start: datetime, end: datetime, scope: Scope | None = None
 ) -> pd.DataFrame:
     """Incidents opened in ``[start, end)`` within the scope, one row each."""
     group_key = "group_key" if await _has_group_key(conn) else "NULL::text"
     sql = _SELECT.format(group_key=group_key)
+    scope = scope or Scope()
     args: list[Any] = [start, end]
     for column, value in (
         ("service", scope.service),

@@ -1,0 +1,1 @@
+"""Detection: metric signals, anomaly scoring, the model registry, drift and similar incidents."""

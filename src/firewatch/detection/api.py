@@ -1,0 +1,236 @@
+"""HTTP routes for signals, their streams and the model registry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Path, Query, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from firewatch.auth.dependencies import current_principal
+from firewatch.auth.principal import Principal
+from firewatch.detection import registry, service
+from firewatch.detection.anomaly import DetectorParams
+from firewatch.detection.model import STREAM_NAME_PATTERN, Point
+from firewatch.errors import UnprocessableError
+from firewatch.http import deps
+from firewatch.http.pagination import decode_cursor, encode_cursor
+from firewatch.http.responses import JSONResponse
+from firewatch.http.validation import Labels, LongText, Name, Note
+from firewatch.runtime.database import PgPool
+from firewatch.settings import Settings
+
+router = APIRouter(prefix="/api/v1/signals", tags=["signals"])
+
+Caller = Annotated[Principal, Depends(current_principal)]
+Writer = Annotated[Principal, Depends(current_principal)]
+Admin = Annotated[Principal, Depends(current_principal)]
+Pool = Annotated[PgPool, Depends(deps.pool)]
+Config = Annotated[Settings, Depends(deps.settings)]
+StreamName = Annotated[str, Path(pattern=STREAM_NAME_PATTERN, max_length=200)]
+StreamField = Annotated[str, Field(pattern=STREAM_NAME_PATTERN, max_length=200)]
+SeverityText = Annotated[str, Field(pattern=r"^(?i:sev)[1-4]$", examples=["SEV3"])]
+
+
+class PointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stream: StreamField
+    ts: AwareDatetime
+    value: Annotated[float, Field(allow_inf_nan=False)]
+    labels: Labels = Field(default_factory=dict)
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[PointIn] = Field(min_length=1)
+
+
+class StreamIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: LongText = ""
+    labels: Labels = Field(
+        default_factory=dict, description="`category` names the incident category"
+    )
+    severity: SeverityText = "SEV3"
+    service: Name | None = None
+    team: Name | None = None
+
+
+class TrainIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    activate: bool = False
+    window: Annotated[int, Field(ge=10, le=2000)] = 60
+    n_estimators: Annotated[int, Field(ge=10, le=1000)] = 100
+    max_samples: Annotated[int, Field(ge=16, le=100_000)] = 256
+    contamination: Annotated[float, Field(ge=0.0001, le=0.2)] = 0.02
+    k: Annotated[int, Field(ge=1, le=100)] = 3
+    n: Annotated[int, Field(ge=1, le=100)] = 5
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+
+class QuarantineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[Note, Field(min_length=1)]
+
+
+def stream_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "description": row["description"],
+        "labels": row["labels"],
+        "severity": f"SEV{row['severity']}",
+        "service": row["service"],
+        "team": row["team"],
+        "created_by": row["created_by"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "last_ts": row["last_ts"],
+        "in_anomaly": row["in_anomaly"],
+    }
+
+
+def model_json(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    out.pop("path")
+    out.pop("stream_id")
+    return out
+
+
+@router.post("", summary="Ingest a batch of metric observations (scored on arrival)")
+async def ingest(body: BatchIn, caller: Writer, pool: Pool, settings: Config) -> Response:
+    batch = [Point(p.stream, p.ts, p.value, p.labels or None) for p in body.points]
+    results = await service.ingest(pool, settings, caller, batch)
+    return JSONResponse(
+        {
+            "accepted": sum(r["accepted"] for r in results),
+            "duplicates": sum(r["duplicates"] for r in results),
+            "streams": results,
+        }
+    )
+
+
+@router.put("/streams/{name}", summary="Register or update a signal stream")
+async def put_stream(name: StreamName, body: StreamIn, caller: Admin, pool: Pool) -> Response:
+    row, created = await service.register_stream(
+        pool,
+        caller,
+        service.StreamSpec(
+            name=name,
+            description=body.description,
+            labels=body.labels,
+            severity=int(body.severity[-1]),
+            service=body.service,
+            team=body.team,
+        ),
+    )
+    code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return JSONResponse(stream_json(row), status_code=code)
+
+
+@router.get("/streams", summary="List signal streams")
+async def list_streams(
+    caller: Caller,
+    pool: Pool,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    after = decode_cursor(cursor) if cursor else 0
+    rows = await service.list_streams(pool, after_id=after, limit=limit)
+    nxt = encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
+    return JSONResponse({"items": [stream_json(r) for r in rows], "next_cursor": nxt})
+
+
+@router.get("/streams/{name}", summary="One signal stream")
+async def get_stream(name: StreamName, caller: Caller, pool: Pool) -> Response:
+    return JSONResponse(stream_json(await service.get_stream(pool, name)))
+
+
+@router.get("/streams/{name}/points", summary="Stored points with their scores")
+async def get_points(
+    name: StreamName,
+    caller: Caller,
+    pool: Pool,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Response:
+    for bound in (start, end):
+        if bound is not None and bound.tzinfo is None:
+            raise UnprocessableError("from and to need a UTC offset (RFC 3339)")
+    rows = await service.points(pool, name, start, end, limit)
+    return JSONResponse({"items": [dict(r) for r in rows]})
+
+
+@router.post(
+    "/streams/{name}/models",
+    status_code=status.HTTP_201_CREATED,
+    summary="Train a model version on the stream's history",
+)
+async def train(
+    name: StreamName, body: TrainIn, caller: Admin, pool: Pool, settings: Config
+) -> Response:
+    try:
+        params = DetectorParams(
+            window=body.window,
+            n_estimators=body.n_estimators,
+            max_samples=body.max_samples,
+            contamination=body.contamination,
+            k=body.k,
+            n=body.n,
+            seed=body.seed,
+        )
+    except ValueError as exc:
+        raise UnprocessableError(str(exc)) from None
+    row = await registry.train(
+        pool,
+        settings,
+        caller,
+        name,
+        since=body.since,
+        until=body.until,
+        params=params,
+        activate=body.activate,
+    )
+    return JSONResponse(model_json(row), status_code=201)
+
+
+@router.get("/streams/{name}/models", summary="Model versions, newest first")
+async def list_models(name: StreamName, caller: Caller, pool: Pool) -> Response:
+    rows = await registry.list_models(pool, name)
+    return JSONResponse({"items": [model_json(r) for r in rows]})
+
+
+@router.post("/streams/{name}/models/rollback", summary="Re-activate the previous model")
+async def rollback(name: StreamName, caller: Admin, pool: Pool) -> Response:
+    return JSONResponse(model_json(await registry.rollback(pool, caller, name)))
+
+
+@router.post("/streams/{name}/models/{version}/activate", summary="Make a version score")
+async def activate(
+    name: StreamName, version: Annotated[int, Path(ge=1, le=2**31 - 1)], caller: Admin, pool: Pool
+) -> Response:
+    return JSONResponse(model_json(await registry.activate(pool, caller, name, version)))
+
+
+@router.post("/streams/{name}/models/{version}/quarantine", summary="Take a version out of service")
+async def quarantine(
+    name: StreamName,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    body: QuarantineIn,
+    caller: Admin,
+    pool: Pool,
+) -> Response:
+    model, active = await registry.quarantine(pool, caller, name, version, body.reason)
+    return JSONResponse(
+        {"quarantined": model_json(model), "active": model_json(active) if active else None}
+    )

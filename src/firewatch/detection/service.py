@@ -1,0 +1,250 @@
+"""Signals use cases: register streams, ingest batches, score them, raise incidents.
+
+A batch is one transaction: the streams are locked (in id order), new points are
+scored with each stream's active model, stored with their scores, the hysteresis
+state advances, and an anomaly episode that starts opens (or finds) the stream's
+incident in that same transaction. Retrying a batch is safe: points already stored
+(same stream and timestamp) are counted as duplicates and change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import numpy as np
+import structlog
+
+from firewatch.auth.principal import Principal
+from firewatch.detection import anomaly, artifacts, features, incidents, registry, store
+from firewatch.detection.model import (
+    Point,
+    by_stream,
+    category_of,
+    duplicate_positions,
+    episodes,
+    group_key,
+    tail_flags,
+)
+from firewatch.errors import NotFoundError, UnprocessableError
+from firewatch.incidents.model import display_ref
+from firewatch.runtime.database import Conn, PgPool
+from firewatch.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+DETECTOR_ACTOR = "firewatch-detector"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    name: str
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    severity: int = 3
+    service: str | None = None
+    team: str | None = None
+
+
+async def register_stream(
+    pool: PgPool, actor: Principal, spec: StreamSpec
+) -> tuple[asyncpg.Record, bool]:
+    async with pool.acquire() as conn:
+        return await store.upsert_stream(
+            conn,
+            name=spec.name,
+            description=spec.description,
+            labels=spec.labels,
+            severity=spec.severity,
+            service=spec.service,
+            team=spec.team,
+            actor=actor.subject,
+        )
+
+
+async def get_stream(pool: PgPool, name: str) -> asyncpg.Record:
+    async with pool.acquire() as conn:
+        row = await store.get_stream(conn, name)
+    if row is None:
+        raise NotFoundError(f"signal stream {name!r} does not exist")
+    return row
+
+
+async def list_streams(pool: PgPool, *, after_id: int, limit: int) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return await store.list_streams(conn, after_id=after_id, limit=limit)
+
+
+async def points(
+    pool: PgPool, name: str, start: datetime | None, end: datetime | None, limit: int
+) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        stream = await store.get_stream(conn, name)
+        if stream is None:
+            raise NotFoundError(f"signal stream {name!r} does not exist")
+        return await store.points_between(conn, stream["id"], start, end, limit)
+
+
+def check_batch(batch: list[Point], settings: Settings, now: datetime) -> None:
+    """Refuse the batch as a whole (422) when any point is unusable."""
+    if len(batch) > settings.signals_max_batch:
+        raise UnprocessableError(
+            f"a batch holds at most {settings.signals_max_batch} points; this one has "
+            f"{len(batch)}: split it"
+        )
+    dupes = duplicate_positions(batch)
+    if dupes:
+        raise UnprocessableError(
+            "a batch may not hold two points of one stream with the same timestamp",
+            errors=[{"field": f"points[{i}].ts", "message": "duplicate"} for i in dupes[:20]],
+        )
+    limit = now + timedelta(seconds=settings.signals_max_future_seconds)
+    future = [i for i, p in enumerate(batch) if p.ts > limit]
+    if future:
+        raise UnprocessableError(
+            "points may not be from the future (beyond the allowed clock skew)",
+            errors=[{"field": f"points[{i}].ts", "message": "in the future"} for i in future[:20]],
+        )
+
+
+async def ingest(
+    pool: PgPool, settings: Settings, actor: Principal, batch: list[Point]
+) -> list[dict[str, Any]]:
+    check_batch(batch, settings, datetime.now(UTC))
+    grouped = by_stream(batch)
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await store.lock_streams(conn, sorted(grouped))
+        unknown = sorted(set(grouped) - {r["name"] for r in rows})
+        if unknown:
+            raise UnprocessableError(
+                f"unknown signal streams: {', '.join(unknown[:10])}; register each with "
+                "PUT /api/v1/signals/streams/{name} first",
+                errors=[{"field": "points[].stream", "message": "unknown stream"}],
+                unknown_streams=unknown[:100],
+            )
+        return [await _ingest_stream(conn, settings, row, grouped[row["name"]]) for row in rows]
+
+
+async def _ingest_stream(
+    conn: Conn, settings: Settings, stream: asyncpg.Record, pts: list[Point]
+) -> dict[str, Any]:
+    existing = await store.existing_timestamps(conn, stream["id"], [p.ts for p in pts])
+    new = [p for p in pts if p.ts not in existing]
+    processed_until: datetime | None = stream["scored_until"]
+    late = [p for p in new if processed_until is not None and p.ts <= processed_until]
+    fresh = [p for p in new if processed_until is None or p.ts > processed_until]
+    result: dict[str, Any] = {
+        "stream": stream["name"],
+        "accepted": len(new),
+        "duplicates": len(pts) - len(new),
+        "late": len(late),
+        "scored": 0,
+        "anomalies": 0,
+        "alarms": 0,
+        "model_version": None,
+        "model_error": None,
+        "incident": None,
+        "incident_created": False,
+    }
+    model: registry.ActiveModel | None = None
+    try:
+        model = await registry.model_for(settings, stream)
+    except artifacts.ArtifactError as exc:
+        # Points are kept; they are not scored by a file we cannot trust.
+        log.error("detection model refused", stream=stream["name"], reason=str(exc))
+        result["model_error"] = "the active model failed its integrity check; not scored"
+    n_fresh = len(fresh)
+    scores: list[float | None] = [None] * n_fresh
+    flag_list: list[bool | None] = [None] * n_fresh
+    alarm_list: list[bool | None] = [None] * n_fresh
+    recent = np.asarray(stream["recent_flags"], dtype=bool)
+    in_anomaly = bool(stream["in_anomaly"])
+    started: list[int] = []
+    if model is not None and fresh:
+        params = model.params
+        hist_ts, hist_values, _ = await store.history(
+            conn, stream["id"], fresh[0].ts, params.window
+        )
+        values = np.array(hist_values + [p.value for p in fresh], dtype=np.float64)
+        epochs = np.array([t.timestamp() for t in hist_ts] + [p.ts.timestamp() for p in fresh])
+        rows = features.compute(
+            values, epochs, params.window, model.profile, start=len(hist_values)
+        )
+        raw = anomaly.score(model.estimator, rows)
+        flags = anomaly.flags(raw, model.threshold)
+        alarms = anomaly.hysteresis(flags, recent, params.k, params.n)
+        ep = episodes(alarms, flags, recent, params.n, in_anomaly)
+        started, in_anomaly = ep.started_at, ep.in_anomaly
+        recent = np.asarray(tail_flags(recent, flags, params.n), dtype=bool)
+        scores = [None if np.isnan(s) else float(s) for s in raw]
+        flag_list = [bool(f) for f in flags]
+        alarm_list = [bool(a) for a in alarms]
+        result["scored"] = int((~np.isnan(raw)).sum())
+        result["anomalies"] = int(flags.sum())
+        result["alarms"] = int(alarms.sum())
+        result["model_version"] = model.version
+    ordered = late + fresh
+    nothing: list[None] = [None] * len(late)
+    await store.insert_points(
+        conn,
+        stream["id"],
+        ts=[p.ts for p in ordered],
+        values=[p.value for p in ordered],
+        labels=[p.labels or None for p in ordered],
+        scores=[*nothing, *scores],
+        anomaly=[*nothing, *flag_list],
+        alarm=[*nothing, *alarm_list],
+        model_id=model.model_id if model is not None else None,
+    )
+    await store.update_stream_state(
+        conn,
+        stream["id"],
+        last_ts=max((p.ts for p in new), default=None),
+        scored_until=fresh[-1].ts if fresh else None,
+        recent_flags=[bool(x) for x in recent],
+        in_anomaly=in_anomaly,
+    )
+    if started:
+        first = fresh[started[0]]
+        incident, created = await _raise_incident(conn, stream, first, scores[started[0]], model)
+        result["incident"] = display_ref(incident["id"])
+        result["incident_created"] = created
+    return result
+
+
+async def _raise_incident(
+    conn: Conn,
+    stream: asyncpg.Record,
+    point: Point,
+    score: float | None,
+    model: registry.ActiveModel | None,
+) -> tuple[asyncpg.Record, bool]:
+    labels: dict[str, str] = dict(stream["labels"])
+    labels["stream"] = stream["name"]
+    version = model.version if model is not None else "-"
+    description = (
+        f"Anomaly detected on signal stream {stream['name']} at {point.ts.isoformat()}: "
+        f"value {point.value:g}, anomaly score {score if score is not None else float('nan'):.3f} "
+        f"(model v{version}, threshold {model.threshold if model else float('nan'):.3f})."
+    )
+    row, created = await incidents.upsert_for_stream(
+        conn,
+        group_key=group_key(stream["name"]),
+        title=f"Anomaly on {stream['name']}"[:300],
+        description=description,
+        severity=stream["severity"],
+        category=category_of(labels),
+        service=stream["service"],
+        team=stream["team"],
+        labels=labels,
+        actor=DETECTOR_ACTOR,
+    )
+    log.info(
+        "anomaly incident",
+        stream=stream["name"],
+        incident=display_ref(row["id"]),
+        created=created,
+    )
+    return row, created
