@@ -111,4 +111,4 @@ def test_batch_rules() -> None:
         check_batch([Point("a", t + timedelta(hours=1), 1.0)], settings, t)
     assert category_of({"category": "latency"}) == "latency"
     assert category_of({"category": "bogus"}) == "other"
-    assert group_key("ranker.auc") == "signal:ranker.auc"
+    assert group_key("ranker.auc") == "ranker.auc"

@@ -93,8 +93,9 @@ Params = Annotated[Filters, Depends()]
 
 async def _summary(pool: PgPool, settings: Settings, params: Filters) -> dict[str, Any]:
     # pandas is imported on the first analytics request, not at worker start.
+    from firewatch.analytics import service
 
-    return await _summary(pool, settings, params)
+    return await service.summary(pool, settings, params.window, params.scope)
 
 
 def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
 from starlette.responses import Response
 
 from firewatch.auth.dependencies import current_principal
@@ -16,10 +17,12 @@ from firewatch.detection import registry, service
 from firewatch.detection.anomaly import DetectorParams
 from firewatch.detection.model import STREAM_NAME_PATTERN, Point
 from firewatch.errors import UnprocessableError
+from firewatch.events import service as events
 from firewatch.http import deps
 from firewatch.http.pagination import decode_cursor, encode_cursor
 from firewatch.http.responses import JSONResponse
 from firewatch.http.validation import Labels, LongText, Name, Note
+from firewatch.observability import metrics
 from firewatch.runtime.database import PgPool
 from firewatch.settings import Settings
 
@@ -30,6 +33,7 @@ Writer = Annotated[Principal, Depends(current_principal)]
 Admin = Annotated[Principal, Depends(current_principal)]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 Config = Annotated[Settings, Depends(deps.settings)]
+RedisClient = Annotated[Redis, Depends(deps.redis_client)]
 StreamName = Annotated[str, Path(pattern=STREAM_NAME_PATTERN, max_length=200)]
 StreamField = Annotated[str, Field(pattern=STREAM_NAME_PATTERN, max_length=200)]
 SeverityText = Annotated[str, Field(pattern=r"^(?i:sev)[1-4]$", examples=["SEV3"])]
@@ -107,9 +111,21 @@ def model_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 @router.post("", summary="Ingest a batch of metric observations (scored on arrival)")
-async def ingest(body: BatchIn, caller: Writer, pool: Pool, settings: Config) -> Response:
+async def ingest(
+    body: BatchIn, caller: Writer, pool: Pool, settings: Config, redis: RedisClient
+) -> Response:
     batch = [Point(p.stream, p.ts, p.value, p.labels or None) for p in body.points]
-    results = await service.ingest(pool, settings, caller, batch)
+    done = await service.ingest(pool, settings, caller, batch)
+    await events.publish(redis, done.events)
+    for stream, scores in done.scores.items():
+        for score in scores:
+            metrics.observe_score(stream, score)
+    for result in done.streams:
+        for _ in range(result["anomalies"]):
+            metrics.record_anomaly(result["stream"])
+    for severity in done.opened_severities:
+        metrics.record_incident_opened(severity)
+    results = done.streams
     return JSONResponse(
         {
             "accepted": sum(r["accepted"] for r in results),

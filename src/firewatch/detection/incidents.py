@@ -1,11 +1,8 @@
-"""Opening (or finding) the incident for an anomalous stream, inside the caller's
-transaction.
-
-INTERIM: until alert ingestion's ``upsert_group_incident`` (one open incident per
-group key, guarded by a partial unique index) is on main, this finds the open
-incident by the stream label and creates one otherwise; the stream row lock the
-caller holds serialises it per stream.
-"""
+"""Opening (or finding) the incident of an anomalous stream, inside the caller's
+transaction, through the one grouping path alerts use (``upsert_group_incident``):
+source ``signals``, group key = the stream name. So an anomaly that goes on finds
+the open incident, one that returns soon after resolution reopens it, and at most
+one incident per stream is open, guarded by the partial unique index."""
 
 from __future__ import annotations
 
@@ -13,9 +10,10 @@ from typing import Any
 
 import asyncpg
 
-from firewatch.incidents import store as incidents_store
-from firewatch.incidents.model import ACTIVE_STATUSES
+from firewatch.alerts.service import upsert_group_incident
 from firewatch.runtime.database import Conn
+
+SOURCE = "signals"
 
 
 async def upsert_for_stream(
@@ -30,28 +28,19 @@ async def upsert_for_stream(
     team: str | None,
     labels: dict[str, str],
     actor: str,
+    events: list[dict[str, Any]],
 ) -> tuple[asyncpg.Record, bool]:
-    existing = await conn.fetchrow(
-        f"SELECT {incidents_store.COLUMNS} FROM incidents "
-        "WHERE labels->>'group_key' = $1 AND status = ANY($2::text[]) "
-        "ORDER BY id DESC LIMIT 1",
-        group_key,
-        [s.value for s in ACTIVE_STATUSES],
-    )
-    if existing is not None:
-        return existing, False
-    snapshot: dict[str, Any] = {"title": title, "severity": severity, "category": category}
-    row = await incidents_store.create(
+    return await upsert_group_incident(
         conn,
+        source=SOURCE,
+        group_key=group_key,
         title=title,
         description=description,
         severity=severity,
         category=category,
         service=service,
         team=team,
-        owner=None,
-        labels={**labels, "group_key": group_key},
+        labels=labels,
         actor=actor,
-        snapshot=snapshot,
+        events=events,
     )
-    return row, True

@@ -14,7 +14,6 @@ from firewatch.incidents.model import Category
 
 STREAM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 STREAM_NAME = re.compile(STREAM_NAME_PATTERN)
-GROUP_KEY_PREFIX = "signal:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +25,9 @@ class Point:
 
 
 def group_key(stream: str) -> str:
-    """Anomaly incidents group by stream: one open incident per stream."""
-    return GROUP_KEY_PREFIX + stream
+    """Anomaly incidents group by stream (source ``signals``): one open incident per
+    stream."""
+    return stream
 
 
 def category_of(labels: dict[str, str]) -> str:

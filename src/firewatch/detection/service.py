@@ -109,11 +109,23 @@ def check_batch(batch: list[Point], settings: Settings, now: datetime) -> None:
         )
 
 
+@dataclass(slots=True)
+class Ingested:
+    """Per-stream results, the timeline entries written (to publish after commit) and
+    what the metrics need."""
+
+    streams: list[dict[str, Any]]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    scores: dict[str, list[float]] = field(default_factory=dict)
+    opened_severities: list[int] = field(default_factory=list)
+
+
 async def ingest(
     pool: PgPool, settings: Settings, actor: Principal, batch: list[Point]
-) -> list[dict[str, Any]]:
+) -> Ingested:
     check_batch(batch, settings, datetime.now(UTC))
     grouped = by_stream(batch)
+    out = Ingested(streams=[])
     async with pool.acquire() as conn, conn.transaction():
         rows = await store.lock_streams(conn, sorted(grouped))
         unknown = sorted(set(grouped) - {r["name"] for r in rows})
@@ -124,11 +136,13 @@ async def ingest(
                 errors=[{"field": "points[].stream", "message": "unknown stream"}],
                 unknown_streams=unknown[:100],
             )
-        return [await _ingest_stream(conn, settings, row, grouped[row["name"]]) for row in rows]
+        for row in rows:
+            out.streams.append(await _ingest_stream(conn, settings, row, grouped[row["name"]], out))
+    return out
 
 
 async def _ingest_stream(
-    conn: Conn, settings: Settings, stream: asyncpg.Record, pts: list[Point]
+    conn: Conn, settings: Settings, stream: asyncpg.Record, pts: list[Point], out: Ingested
 ) -> dict[str, Any]:
     existing = await store.existing_timestamps(conn, stream["id"], [p.ts for p in pts])
     new = [p for p in pts if p.ts not in existing]
@@ -185,6 +199,7 @@ async def _ingest_stream(
         result["anomalies"] = int(flags.sum())
         result["alarms"] = int(alarms.sum())
         result["model_version"] = model.version
+        out.scores[stream["name"]] = [float(x) for x in raw[~np.isnan(raw)]]
     ordered = late + fresh
     nothing: list[None] = [None] * len(late)
     await store.insert_points(
@@ -208,9 +223,13 @@ async def _ingest_stream(
     )
     if started:
         first = fresh[started[0]]
-        incident, created = await _raise_incident(conn, stream, first, scores[started[0]], model)
+        incident, created = await _raise_incident(
+            conn, stream, first, scores[started[0]], model, out.events
+        )
         result["incident"] = display_ref(incident["id"])
         result["incident_created"] = created
+        if created:
+            out.opened_severities.append(incident["severity"])
     return result
 
 
@@ -220,6 +239,7 @@ async def _raise_incident(
     point: Point,
     score: float | None,
     model: registry.ActiveModel | None,
+    events: list[dict[str, Any]],
 ) -> tuple[asyncpg.Record, bool]:
     labels: dict[str, str] = dict(stream["labels"])
     labels["stream"] = stream["name"]
@@ -240,6 +260,7 @@ async def _raise_incident(
         team=stream["team"],
         labels=labels,
         actor=DETECTOR_ACTOR,
+        events=events,
     )
     log.info(
         "anomaly incident",

@@ -1,14 +1,14 @@
 """Signals, detection models and similar-incident suggestions.
 
-Revision ID: 0002_detection
-Revises: 0001_incidents
+Revision ID: 0004_detection
+Revises: 0003_alerts
 Create Date: 2026-11-27
 """
 
 from firewatch.runtime.migrations import execute_script
 
-revision = "0002_detection"
-down_revision = "0001_incidents"
+revision = "0004_detection"
+down_revision = "0003_alerts"
 branch_labels = None
 depends_on = None
 
