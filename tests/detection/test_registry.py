@@ -16,6 +16,7 @@ from firewatch.detection import artifacts, registry
 from firewatch.runtime.database import PgPool
 from firewatch.settings import Settings
 from tests import servers
+from tests.conftest import IntegrationKey
 from tests.detection.helpers import (
     API,
     points,
@@ -119,6 +120,7 @@ async def test_activation_switches_scoring_in_another_process(
     database_url: str,
     redis_url: str,
     tmp_path: Path,
+    integration_key: IntegrationKey,
 ) -> None:
     name = unique_stream("xproc")
     stream = recent_stream(seed=11, test_points=300)
@@ -131,8 +133,11 @@ async def test_activation_switches_scoring_in_another_process(
         "FIREWATCH_MODEL_DIR": str(settings.resolved_model_dir),
         "FIREWATCH_WORKERS": "2",
     }
+    key = await integration_key(["signals:write"])
     with servers.live_server(env, tmp_path / "server.log") as server:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as remote:
+        async with httpx.AsyncClient(
+            base_url=server.base_url, timeout=30, headers={"Authorization": f"Bearer {key}"}
+        ) as remote:
 
             async def version_scoring(lo: int, hi: int) -> int | None:
                 batch = points(name, stream.test_values[lo:hi], stream.test_epochs[lo:hi])

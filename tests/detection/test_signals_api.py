@@ -7,6 +7,7 @@ import numpy as np
 import orjson
 
 from firewatch.runtime.database import PgPool
+from tests.conftest import ClientFor, IntegrationKey
 from tests.detection.helpers import (
     API,
     iso,
@@ -150,3 +151,29 @@ async def test_injected_anomaly_opens_exactly_one_incident(client: httpx.AsyncCl
     scored = (await client.get(f"{API}/streams/{name}/points", params={"limit": 100})).json()
     assert any(p["alarm"] for p in scored["items"])
     assert np.isfinite([p["score"] for p in scored["items"] if p["score"] is not None]).all()
+
+
+async def test_permissions(
+    client_for: ClientFor, integration_key: IntegrationKey, anon_client: httpx.AsyncClient
+) -> None:
+    name = unique_stream("perm")
+    viewer = await client_for("viewer")
+    assert (await viewer.put(f"{API}/streams/{name}", json={})).status_code == 403
+    responder = await client_for("responder")
+    batch = {"points": [{"stream": name, "ts": "2026-01-01T00:00:00Z", "value": 1.0}]}
+    assert (await responder.post(API, json=batch)).status_code == 403
+    assert (await anon_client.post(API, json=batch)).status_code == 401
+    assert (await viewer.get(f"{API}/streams")).status_code == 200
+    admin = await client_for("admin")
+    assert (await admin.put(f"{API}/streams/{name}", json={})).status_code == 201
+    key = await integration_key(["signals:write"])
+    r = await anon_client.post(API, json=batch, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1
+    alerts_only = await integration_key(["alerts:write"])
+    r = await anon_client.post(API, json=batch, headers={"Authorization": f"Bearer {alerts_only}"})
+    assert r.status_code == 403
+    r = await anon_client.put(
+        f"{API}/streams/{name}", json={}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert r.status_code == 403

@@ -11,8 +11,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from starlette.responses import Response
 
-from firewatch.auth.dependencies import current_principal
 from firewatch.auth.principal import Principal
+from firewatch.auth.rbac import Permission, require
 from firewatch.detection import registry, service
 from firewatch.detection.anomaly import DetectorParams
 from firewatch.detection.model import STREAM_NAME_PATTERN, Point
@@ -28,9 +28,11 @@ from firewatch.settings import Settings
 
 router = APIRouter(prefix="/api/v1/signals", tags=["signals"])
 
-Caller = Annotated[Principal, Depends(current_principal)]
-Writer = Annotated[Principal, Depends(current_principal)]
-Admin = Annotated[Principal, Depends(current_principal)]
+# Reading streams, points and models: analytics:read. Sending points: signals:write
+# (integration API keys). Streams and the model registry: models:admin.
+Caller = Annotated[Principal, Depends(require(Permission.ANALYTICS_READ))]
+Writer = Annotated[Principal, Depends(require(Permission.SIGNALS_WRITE))]
+Admin = Annotated[Principal, Depends(require(Permission.MODELS_ADMIN))]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 Config = Annotated[Settings, Depends(deps.settings)]
 RedisClient = Annotated[Redis, Depends(deps.redis_client)]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
 
 N_FEATURES = 2**20
-_TOKEN = r"(?u)\b[\w.\-/=]{2,}\b"
+_WORDS = r"(?u)\b[\w.\-/=]{2,}\b"
 
 
 def incident_text(
@@ -67,7 +67,7 @@ class SimilarIndex:
             alternate_sign=False,
             norm=None,
             ngram_range=(1, 2),
-            token_pattern=_TOKEN,
+            token_pattern=_WORDS,
             lowercase=True,
         )
         self._tfidf = TfidfTransformer(sublinear_tf=True)

@@ -1,14 +1,14 @@
 """Signals, detection models and similar-incident suggestions.
 
-Revision ID: 0004_detection
-Revises: 0003_alerts
+Revision ID: 0005_detection
+Revises: 0004_auth
 Create Date: 2026-11-27
 """
 
 from firewatch.runtime.migrations import execute_script
 
-revision = "0004_detection"
-down_revision = "0003_alerts"
+revision = "0005_detection"
+down_revision = "0004_auth"
 branch_labels = None
 depends_on = None
 
