@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck pytest bench fmt clean venv test-deps lock lock-check policy
+.PHONY: eval run test lint typecheck pytest bench fmt clean venv test-deps lock lock-check policy
 
 venv: $(STAMP)
 
@@ -71,6 +71,11 @@ test: lock-check lint policy pytest
 # make bench BENCH=incidents,keyset  (scenarios; see bench/README.md) BENCH_ARGS='--rounds 5'
 BENCH ?=
 BENCH_ARGS ?=
+# Detector vs rolling z-score baseline and similar-incident recall@5 on generated,
+# seeded data; rewrites the measured block of docs/model-card.md.
+eval: venv
+	$(BIN)/python -m firewatch.detection.evaluation --write docs/model-card.md
+
 bench: venv
 	$(BIN)/python -m bench.run $(BENCH) $(BENCH_ARGS)
 

@@ -58,10 +58,27 @@ def create_app(settings: Settings) -> FastAPI:
         sealer = asyncio.create_task(
             run_sealer(app.state.pool, settings.audit_seal_interval), name="audit-sealer"
         )
+        suggester = None
+        if settings.similar_suggest_interval > 0:  # similar incidents for new incidents
+            from firewatch.detection.similar_service import run_suggester
+
+            suggester = asyncio.create_task(
+                run_suggester(
+                    app.state.pool,
+                    settings.similar_k,
+                    settings.similar_suggest_interval,
+                    settings.similar_rebuild_seconds,
+                ),
+                name="similar-suggester",
+            )
         log.info("firewatch started", version=__version__)
         try:
             yield
         finally:
+            if suggester is not None:
+                suggester.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await suggester
             sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sealer
@@ -87,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_api.router)
     app.include_router(audit_api.router)
     app.include_router(detection_api.router)
+    app.include_router(detection_api.similar_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # off by default: only listed origins, never "*"
         app.add_middleware(

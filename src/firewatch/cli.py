@@ -175,6 +175,15 @@ def report(
 auth_cli.register(cli)
 
 
+def _register_model_commands() -> None:
+    from firewatch.detection.cli import model_cli
+
+    cli.add_typer(model_cli, name="model")
+
+
+_register_model_commands()
+
+
 def main() -> None:
     try:
         cli()

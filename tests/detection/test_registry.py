@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -136,7 +139,7 @@ async def test_activation_switches_scoring_in_another_process(
     key = await integration_key(["signals:write"])
     with servers.live_server(env, tmp_path / "server.log") as server:
         async with httpx.AsyncClient(
-            base_url=server.base_url, timeout=30, headers={"Authorization": f"Bearer {key}"}
+            base_url=server.base_url, timeout=180, headers={"Authorization": f"Bearer {key}"}
         ) as remote:
 
             async def version_scoring(lo: int, hi: int) -> int | None:
@@ -162,3 +165,50 @@ async def test_activation_switches_scoring_in_another_process(
             await registry.quarantine(pool, ADMIN, name, 2, "bad too")
             assert await version_scoring(240, 300) is None
     await asyncio.sleep(0)
+
+
+def _firewatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "firewatch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+async def test_model_commands(
+    client: httpx.AsyncClient,
+    pool: PgPool,
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+) -> None:
+    name = unique_stream("cli")
+    stream = recent_stream(seed=13)
+    await register(client, name)
+    await post(client, points(name, stream.train_values, stream.train_epochs))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREWATCH_")}
+    env.update(
+        {
+            "FIREWATCH_DATABASE_URL": database_url,
+            "FIREWATCH_REDIS_URL": redis_url,
+            "FIREWATCH_MODEL_DIR": str(settings.resolved_model_dir),
+            "COLUMNS": "200",
+        }
+    )
+    trained = await asyncio.to_thread(_firewatch, env, "model", "train", name, "--activate")
+    assert trained.returncode == 0, trained.stderr
+    assert "active" in trained.stdout
+    # (each command imports scikit-learn: the registry itself is tested over HTTP above)
+    await registry.train(settings=settings, pool=pool, actor=ADMIN, stream_name=name)
+    await registry.quarantine(pool, ADMIN, name, 2, "noisy")
+    listed = await asyncio.to_thread(_firewatch, env, "model", "list", name)
+    assert listed.returncode == 0, listed.stderr
+    lines = [ln for ln in listed.stdout.splitlines() if "quarantined" in ln or "active" in ln]
+    assert any("quarantined" in ln for ln in lines)
+    assert any(" active" in ln for ln in lines)  # v1, trained and activated by the CLI
+    missing = await asyncio.to_thread(_firewatch, env, "model", "activate", name, "9")
+    assert missing.returncode == 1
+    assert "no model v9" in missing.stderr

@@ -16,21 +16,24 @@ from firewatch.auth.rbac import Permission, require
 from firewatch.detection import registry, service
 from firewatch.detection.anomaly import DetectorParams
 from firewatch.detection.model import STREAM_NAME_PATTERN, Point
-from firewatch.errors import UnprocessableError
+from firewatch.errors import NotFoundError, UnprocessableError
 from firewatch.events import service as events
 from firewatch.http import deps
 from firewatch.http.pagination import decode_cursor, encode_cursor
 from firewatch.http.responses import JSONResponse
 from firewatch.http.validation import Labels, LongText, Name, Note
+from firewatch.incidents.model import parse_ref
 from firewatch.observability import metrics
 from firewatch.runtime.database import PgPool
 from firewatch.settings import Settings
 
 router = APIRouter(prefix="/api/v1/signals", tags=["signals"])
+similar_router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
 # Reading streams, points and models: analytics:read. Sending points: signals:write
 # (integration API keys). Streams and the model registry: models:admin.
 Caller = Annotated[Principal, Depends(require(Permission.ANALYTICS_READ))]
+Reader = Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.SIGNALS_WRITE))]
 Admin = Annotated[Principal, Depends(require(Permission.MODELS_ADMIN))]
 Pool = Annotated[PgPool, Depends(deps.pool)]
@@ -252,3 +255,20 @@ async def quarantine(
     return JSONResponse(
         {"quarantined": model_json(model), "active": model_json(active) if active else None}
     )
+
+
+@similar_router.get("/{ref}/similar", summary="Similar past incidents and their resolutions")
+async def similar(
+    ref: str,
+    caller: Reader,
+    pool: Pool,
+    settings: Config,
+    k: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> Response:
+    from firewatch.detection import similar_service
+
+    incident_id = parse_ref(ref)
+    if incident_id is None:
+        raise NotFoundError(f"{ref!r} is not an incident reference (expected INC-<n>)")
+    data = await similar_service.similar(pool, incident_id, k, settings.similar_rebuild_seconds)
+    return JSONResponse(data)
