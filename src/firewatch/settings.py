@@ -221,6 +221,7 @@ class Settings(BaseSettings):
     )
     signals_max_batch: Annotated[int, Field(ge=1, le=100_000)] = 10_000
     signals_max_future_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
+    drift_opens_incident: bool = False
     similar_k: Annotated[int, Field(ge=1, le=50)] = 5
     similar_rebuild_seconds: Annotated[float, Field(ge=1, le=86400)] = 300.0
     similar_suggest_interval: Annotated[float, Field(ge=0, le=3600)] = 10.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
@@ -255,6 +255,58 @@ async def quarantine(
     return JSONResponse(
         {"quarantined": model_json(model), "active": model_json(active) if active else None}
     )
+
+
+def _span(text: str, name: str) -> timedelta:
+    from firewatch.analytics.windows import parse_window
+
+    try:
+        w = parse_window(text, datetime.now(UTC))
+    except ValueError as exc:
+        raise UnprocessableError(f"{name}: {exc}") from None
+    return w.end - w.start
+
+
+@router.get("/streams/{name}/drift", summary="PSI of the recent window against a reference")
+async def get_drift(
+    name: StreamName,
+    caller: Caller,
+    pool: Pool,
+    settings: Config,
+    reference: Annotated[str, Query(max_length=10)] = "7d",
+    recent: Annotated[str, Query(max_length=10)] = "1d",
+) -> Response:
+    data = await service.drift(
+        pool,
+        settings,
+        name,
+        reference=_span(reference, "reference"),
+        recent=_span(recent, "recent"),
+    )
+    return JSONResponse(data)
+
+
+@router.post(
+    "/streams/{name}/drift/check",
+    summary="Compute PSI and, if enabled, open an incident on significant drift",
+)
+async def check_drift(
+    name: StreamName,
+    caller: Admin,
+    pool: Pool,
+    settings: Config,
+    reference: Annotated[str, Query(max_length=10)] = "7d",
+    recent: Annotated[str, Query(max_length=10)] = "1d",
+) -> Response:
+    data = await service.drift(
+        pool,
+        settings,
+        name,
+        reference=_span(reference, "reference"),
+        recent=_span(recent, "recent"),
+        check=True,
+    )
+    return JSONResponse(data)
 
 
 @similar_router.get("/{ref}/similar", summary="Similar past incidents and their resolutions")

@@ -269,3 +269,70 @@ async def _raise_incident(
         created=created,
     )
     return row, created
+
+
+DRIFT_SOURCE = "signals-drift"
+
+
+async def drift(
+    pool: PgPool,
+    settings: Settings,
+    name: str,
+    *,
+    reference: timedelta,
+    recent: timedelta,
+    check: bool = False,
+) -> dict[str, Any]:
+    """PSI of the stream's recent window against the reference window just before it.
+
+    With ``check`` and ``FIREWATCH_DRIFT_OPENS_INCIDENT``, a significant shift opens
+    (or finds) a ``data_drift`` incident (source ``signals-drift``, group key = stream).
+    """
+    from firewatch.detection import drift as psi_model
+
+    now = datetime.now(UTC)
+    split = now - recent
+    async with pool.acquire() as conn:
+        stream = await store.get_stream(conn, name)
+        if stream is None:
+            raise NotFoundError(f"signal stream {name!r} does not exist")
+        ref = await store.points_between(conn, stream["id"], split - reference, split, 200_000)
+        cur = await store.points_between(conn, stream["id"], split, now, 200_000)
+    try:
+        result = psi_model.psi([r["value"] for r in ref], [r["value"] for r in cur])
+    except ValueError as exc:
+        raise UnprocessableError(str(exc)) from None
+    result.update(
+        {
+            "stream": name,
+            "reference": {"from": split - reference, "to": split, "points": len(ref)},
+            "recent": {"from": split, "to": now, "points": len(cur)},
+            "thresholds": {"moderate": psi_model.MODERATE, "significant": psi_model.SIGNIFICANT},
+            "incident": None,
+        }
+    )
+    if check and settings.drift_opens_incident and result["level"] == "significant":
+        labels: dict[str, str] = dict(stream["labels"])
+        labels["stream"] = name
+        from firewatch.alerts.service import upsert_group_incident
+
+        async with pool.acquire() as conn, conn.transaction():
+            row, created = await upsert_group_incident(
+                conn,
+                source=DRIFT_SOURCE,
+                group_key=name,
+                title=f"Distribution drift on {name}"[:300],
+                description=(
+                    f"PSI {result['psi']} between the last {recent} and the {reference} "
+                    f"before it (significant >= {psi_model.SIGNIFICANT})."
+                ),
+                severity=stream["severity"],
+                category="data_drift",
+                service=stream["service"],
+                team=stream["team"],
+                labels=labels,
+                actor=DETECTOR_ACTOR,
+            )
+        result["incident"] = display_ref(row["id"])
+        result["incident_created"] = created
+    return result

@@ -1,0 +1,125 @@
+"""Analytics and detection, measured in-process (no HTTP): anomaly scoring
+throughput on one core, MTTA/MTTR over ``seed_rows`` incidents (1,000,000 by
+default) read from PostgreSQL, and similar-incident top-5 latency at 100,000
+incidents."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import numpy as np
+
+from bench import seed
+from bench.context import BenchContext
+from bench.harness import Report
+from bench.scenarios import scenario
+
+
+def _scoring(report: Report, rounds: int) -> None:
+    from firewatch.detection import anomaly, features, synthetic
+    from firewatch.detection.anomaly import DetectorParams
+
+    params = DetectorParams()
+    s = synthetic.stream(0, train_points=4032, test_points=100_000, anomalies_per_kind=5)
+    trained = anomaly.fit(s.train_values, s.train_epochs, params)
+    values = np.concatenate([s.train_values[-params.window :], s.test_values])
+    epochs = np.concatenate([s.train_epochs[-params.window :], s.test_epochs])
+    sec = report.section("scoring, one core", ("batch", "points/s (median)", "spread"))
+    best = 0.0
+    for batch in (1_000, 10_000):
+        rates = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            done = 0
+            for lo in range(params.window, len(values) - batch + 1, batch):
+                window = slice(lo - params.window, lo + batch)
+                rows = features.compute(
+                    values[window], epochs[window], params.window, trained.profile, params.window
+                )
+                flags = anomaly.flags(anomaly.score(trained.model, rows), trained.threshold)
+                anomaly.hysteresis(flags, np.zeros(0, dtype=bool), params.k, params.n)
+                done += batch
+            rates.append(done / (time.perf_counter() - start))
+        median = float(np.median(rates))
+        best = max(best, median)
+        sec.rows.append((f"{batch:,}", f"{median:,.0f}", f"{min(rates):,.0f}-{max(rates):,.0f}"))
+    sec.notes.append("features + IsolationForest score + threshold + 3-of-5 hysteresis, n_jobs=1")
+    report.target("scoring points/s per core (best batch)", best, 50_000, at_least=True)
+
+
+async def _analytics(url: str, rounds: int) -> tuple[list[float], list[float], int]:
+    from firewatch.analytics import metrics, store
+    from firewatch.analytics.metrics import Options, Window
+    from firewatch.runtime.database import create_pool
+
+    pool = await create_pool(url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            span = await conn.fetchrow("SELECT min(opened_at), max(opened_at) FROM incidents")
+        assert span is not None
+        lo, hi = span[0], span[1]
+        window = Window(lo, hi + (hi - lo) * 0.001)
+        options = Options(as_of=hi)
+        totals, computes = [], []
+        n = 0
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            async with pool.acquire() as conn:
+                frame = await store.incidents_frame(conn, window.start, window.end)
+            t1 = time.perf_counter()
+            out = metrics.summary(frame, window, options)
+            t2 = time.perf_counter()
+            totals.append(t2 - t0)
+            computes.append(t2 - t1)
+            n = out["totals"]["incidents"]
+        return totals, computes, n
+    finally:
+        await pool.close()
+
+
+def _similar(report: Report, queries: int) -> None:
+    from firewatch.detection.evaluation import _corpus
+    from firewatch.detection.similar import SimilarIndex
+
+    ids, texts, _ = _corpus(100_000, 1_000, seed=1)
+    index = SimilarIndex()
+    t0 = time.perf_counter()
+    index.build(ids, texts)
+    build = time.perf_counter() - t0
+    rng = np.random.default_rng(2)
+    latencies = []
+    for i in rng.integers(0, len(ids), queries):
+        t = time.perf_counter()
+        index.query(texts[int(i)], 5, exclude=ids[int(i)])
+        latencies.append((time.perf_counter() - t) * 1000)
+    p50, p99 = np.percentile(latencies, [50, 99])
+    sec = report.section("similar incidents, 100,000 indexed", ("build s", "p50 ms", "p99 ms"))
+    sec.rows.append((f"{build:.1f}", f"{p50:.2f}", f"{p99:.2f}"))
+    report.target("similar top-5 p99", float(p99), 50, at_least=False, unit=" ms")
+
+
+@scenario("detection", "scoring points/s, MTTA/MTTR over 1M incidents, similar top-5", order=60)
+def run(ctx: BenchContext) -> Report:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    report = Report("detection")
+    rounds = max(ctx.knobs.rounds, 1)
+    ctx.progress("detection: scoring")
+    _scoring(report, rounds)
+    with ctx.database("analytics") as db:
+        seed.migrate_firewatch(db)
+        ctx.progress(f"detection: seeding {ctx.knobs.seed_rows:,} incidents")
+        seed.seed_incidents(db, ctx.knobs.seed_rows)
+        totals, computes, n = asyncio.run(_analytics(db, rounds))
+    sec = report.section(
+        f"MTTA/MTTR summary over {n:,} incidents", ("read from PostgreSQL + compute s", "compute s")
+    )
+    sec.rows.append((f"{np.median(totals):.2f}", f"{np.median(computes):.2f}"))
+    sec.notes.append("summary = totals, MTTA/TTM/MTTR by 4 dimensions, weekly, repeats, SLO")
+    report.target(
+        "MTTA/MTTR end to end (median)", float(np.median(totals)), 2.0, at_least=False, unit=" s"
+    )
+    ctx.progress("detection: similar incidents")
+    _similar(report, 500)
+    return report
