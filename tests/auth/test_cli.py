@@ -105,3 +105,16 @@ def test_keys_rotate_and_list(cli_env: dict[str, str]) -> None:
     code, out, err = _invoke(cli_env, "audit", "verify")
     assert code == 0, err
     assert "audit chain OK" in out
+
+
+def test_the_last_admin_cannot_be_demoted_or_disabled(cli_env: dict[str, str]) -> None:
+    code, _out, err = _invoke(cli_env, "user", "create", "solo", "--role", "admin")
+    assert code == 0, err
+    for args in (("user", "set-role", "solo", "viewer"), ("user", "disable", "solo")):
+        code, _out, err = _invoke(cli_env, *args)
+        assert code == 1
+        assert "last enabled admin" in err
+    code, _out, err = _invoke(cli_env, "user", "create", "duo", "--role", "admin")
+    assert code == 0, err
+    code, _out, err = _invoke(cli_env, "user", "set-role", "solo", "viewer")
+    assert code == 0, err

@@ -282,6 +282,12 @@ async def update_user(
         if row is None:
             raise NotFoundError(f"no user named {username!r}")
         before = _snapshot(row)
+        demoted = role is not None and role is not Role.ADMIN
+        if row["role"] == Role.ADMIN.value and not row["disabled"] and (demoted or disabled):
+            # Serialise concurrent demotions, then make sure one enabled admin remains.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", BOOTSTRAP_LOCK_KEY)
+            if await store.other_enabled_admins(conn, row["id"]) == 0:
+                raise ConflictError("this is the last enabled admin: make another admin first")
         updated = row
         if role is not None and role.value != row["role"]:
             updated = await store.set_role(conn, row["id"], role.value)

@@ -62,6 +62,15 @@ async def create_first_user(
     )
 
 
+async def other_enabled_admins(conn: Conn, user_id: int) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled AND id <> $1",
+            user_id,
+        )
+    )
+
+
 async def count_users(conn: Conn) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM users"))
 

@@ -95,6 +95,7 @@ class TokenService:
         return IssuedToken(token, AccessClaims(subject, role, jti, sid, version, now, exp))
 
     def verify(self, token: str) -> AccessClaims:
+        self.keys.reload()  # at most one stat() every 2 s: sees rotations and retirements
         if self._cache_generation != self.keys.generation:
             self._cache.clear()  # the key set changed (rotation, emergency retirement)
             self._cache_generation = self.keys.generation
