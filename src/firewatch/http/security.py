@@ -53,7 +53,13 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
-        tls = self.hsts_max_age > 0 and is_https(HTTPConnection(scope), self.trusted_proxies)
+        # fast path: plain HTTP with no trusted proxy configured cannot be HTTPS
+        maybe_tls = scope.get("scheme") == "https" or bool(self.trusted_proxies)
+        tls = (
+            self.hsts_max_age > 0
+            and maybe_tls
+            and is_https(HTTPConnection(scope), self.trusted_proxies)
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
