@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -29,6 +30,11 @@ TOKEN_TTL = 3600  # longer than any bench run
 def _keyring(database_url: str) -> Path:
     tag = hashlib.sha256(database_url.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"firewatch-bench-{tag}" / "jwt-keys.json"
+
+
+def forget(database_url: str) -> None:
+    """Remove the keyring of ``database_url`` (called when the bench drops that database)."""
+    shutil.rmtree(_keyring(database_url).parent, ignore_errors=True)
 
 
 def server_env(database_url: str) -> dict[str, str]:

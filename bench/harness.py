@@ -133,10 +133,12 @@ def throwaway_database(admin_url: str, label: str) -> Iterator[str]:
         raise ValueError(f"database label must be a short identifier, not {label!r}")
     name = f"{DATABASE_PREFIX}{label.lower()}_{secrets.token_hex(4)}"
     asyncio.run(_admin_execute(admin_url, f'CREATE DATABASE "{name}"'))
+    url = with_database(admin_url, name)
     try:
-        yield with_database(admin_url, name)
+        yield url
     finally:
         asyncio.run(_admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        auth.forget(url)
 
 
 def free_port() -> int:
