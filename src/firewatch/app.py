@@ -25,6 +25,8 @@ from firewatch.http.body_limit import BodyLimitMiddleware
 from firewatch.http.responses import JSONResponse
 from firewatch.http.security import SecurityHeadersMiddleware
 from firewatch.incidents import api as incidents_api
+from firewatch.notifications import api as notifications_api
+from firewatch.notifications import service as notifications_service
 from firewatch.observability import api as observability_api
 from firewatch.observability.logging import configure_logging
 from firewatch.observability.middleware import ObservabilityMiddleware
@@ -72,6 +74,14 @@ def create_app(settings: Settings) -> FastAPI:
                 name="similar-suggester",
             )
         log.info("firewatch started", version=__version__)
+        # alert ingestion: the notification/retention worker, when run inside serve
+        worker = None
+        if settings.worker_in_serve:
+            worker = asyncio.create_task(
+                notifications_service.Worker(
+                    app.state.pool, notifications_service.config_from_settings(settings)
+                ).run()
+            )
         try:
             yield
         finally:
@@ -82,6 +92,10 @@ def create_app(settings: Settings) -> FastAPI:
             sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sealer
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
             await app.state.redis.aclose()
             await app.state.pool.close()
 
@@ -105,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit_api.router)
     app.include_router(detection_api.router)
     app.include_router(detection_api.similar_router)
+    app.include_router(notifications_api.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # off by default: only listed origins, never "*"
         app.add_middleware(

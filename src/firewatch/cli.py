@@ -184,6 +184,17 @@ def _register_model_commands() -> None:
 _register_model_commands()
 
 
+@cli.command()
+def worker() -> None:
+    """Deliver queued notifications and purge old alerts (run one or more beside serve)."""
+    from firewatch.notifications import runner
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    with resolved_servers(settings) as resolved:
+        asyncio.run(runner.run(resolved))
+
+
 def main() -> None:
     try:
         cli()

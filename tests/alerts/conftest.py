@@ -40,3 +40,11 @@ def with_group(payload: dict[str, Any], group_key: str) -> dict[str, Any]:
     out = copy.deepcopy(payload)
     out["groupKey"] = group_key
     return out
+
+
+@pytest.fixture
+def ingest_token() -> str:
+    """The bearer credential Alertmanager sends (http_config.authorization)."""
+    # TEMPORARY until integration API keys land (issue 3): the receiver admits loopback
+    # callers as the local operator, so any token passes; this becomes a real key.
+    return "fw_pending_integration_keys"

@@ -64,8 +64,11 @@ async def test_captured_payloads_parse_unchanged(client: httpx.AsyncClient, pool
     alerts = {a["fingerprint"]: a for a in r.json()["items"]}
     assert set(alerts) == {"dfd3554f81e2ff8e", "87201d319a4fe773"}
     assert alerts["dfd3554f81e2ff8e"]["status"] == "resolved"
-    # The latest delivery wins: the resolved copy carries no runbook annotation.
-    assert alerts["dfd3554f81e2ff8e"]["runbook_url"] is None
+    # Links, once seen, are kept (the resolved copy carries neither).
+    assert alerts["dfd3554f81e2ff8e"]["runbook_url"] == "https://runbooks.example/model_degradation"
+    assert alerts["dfd3554f81e2ff8e"]["annotations"] == {
+        "summary": "Accuracy of fraud-v7 dropped below 0.80"
+    }
     assert alerts["87201d319a4fe773"]["status"] == "firing"
     assert alerts["87201d319a4fe773"]["ends_at"] is None
     kinds = await timeline_kinds(client, first["incident"])

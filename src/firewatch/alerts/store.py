@@ -165,21 +165,25 @@ WITH input AS (
            labels = CASE WHEN EXCLUDED.labels = '{}' THEN a.labels ELSE EXCLUDED.labels END,
            annotations = CASE WHEN EXCLUDED.annotations = '{}' THEN a.annotations
                               ELSE EXCLUDED.annotations END,
-           starts_at = EXCLUDED.starts_at,
+           starts_at = CASE WHEN a.status = EXCLUDED.status
+                            THEN least(a.starts_at, EXCLUDED.starts_at)
+                            ELSE EXCLUDED.starts_at END,
            ends_at = EXCLUDED.ends_at,
-           generator_url = EXCLUDED.generator_url,
-           runbook_url = EXCLUDED.runbook_url,
+           generator_url = coalesce(EXCLUDED.generator_url, a.generator_url),
+           runbook_url = coalesce(EXCLUDED.runbook_url, a.runbook_url),
            updated_at = EXCLUDED.updated_at,
            resolved_at = CASE WHEN EXCLUDED.status = 'firing' THEN NULL
                               WHEN a.status = 'resolved' THEN a.resolved_at
                               ELSE EXCLUDED.resolved_at END,
            fire_count = a.fire_count
                         + (a.status = 'resolved' AND EXCLUDED.status = 'firing')::int
-     WHERE (a.status, a.labels, a.annotations, a.starts_at, a.ends_at, a.generator_url,
-            a.runbook_url)
+     WHERE (a.status, a.labels, a.annotations, a.ends_at, a.generator_url, a.runbook_url)
            IS DISTINCT FROM
-           (EXCLUDED.status, EXCLUDED.labels, EXCLUDED.annotations, EXCLUDED.starts_at,
-            EXCLUDED.ends_at, EXCLUDED.generator_url, EXCLUDED.runbook_url)
+           (EXCLUDED.status, EXCLUDED.labels, EXCLUDED.annotations, EXCLUDED.ends_at,
+            coalesce(EXCLUDED.generator_url, a.generator_url),
+            coalesce(EXCLUDED.runbook_url, a.runbook_url))
+        OR (a.status = EXCLUDED.status AND EXCLUDED.starts_at < a.starts_at)
+        OR (a.status <> EXCLUDED.status AND EXCLUDED.starts_at <> a.starts_at)
     RETURNING a.fingerprint, a.status, a.labels ->> 'alertname' AS alertname
 )
 SELECT up.fingerprint, up.alertname, up.status, prev.status AS previous

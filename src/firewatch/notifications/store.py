@@ -233,3 +233,8 @@ async def purge_delivered(conn: Conn, *, older_than: datetime, batch: int) -> in
         batch,
     )
     return int(result.split()[-1])
+
+
+async def pending_count(conn: Conn) -> int:
+    """Notifications waiting for delivery (the queue-depth gauge)."""
+    return int(await conn.fetchval("SELECT count(*) FROM notifications WHERE status = 'pending'"))

@@ -1,0 +1,286 @@
+"""Notification use cases and the worker that delivers the outbox at least once.
+
+Delivery holds the notification's row lock (``FOR UPDATE SKIP LOCKED``) for the
+length of one HTTP attempt, in one transaction that also records the attempt. A
+worker killed mid-delivery therefore commits nothing: the lock goes with its
+connection and the notification is still pending for the next worker. Several
+workers never deliver the same row at once, because each skips locked rows. A
+receiver may see a notification twice (a crash after it answered, before our
+commit): ``X-Firewatch-Delivery`` carries the id to deduplicate on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import structlog
+
+from firewatch import __version__
+from firewatch.alerts import store as alerts_store
+from firewatch.auth.principal import Principal
+from firewatch.errors import ConflictError, NotFoundError
+from firewatch.notifications import store
+from firewatch.notifications.model import (
+    DestinationKind,
+    backoff_seconds,
+    is_retryable,
+    signature,
+    slack_message,
+)
+from firewatch.observability import metrics
+from firewatch.runtime.database import PgPool
+from firewatch.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    concurrency: int = 4
+    max_attempts: int = 8
+    backoff_base: float = 2.0
+    backoff_max: float = 900.0
+    timeout: float = 10.0
+    poll_interval: float = 1.0
+    retention_days: float = 30.0
+    retention_batch: int = 1000
+    retention_interval: float = 3600.0
+
+
+def config_from_settings(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        concurrency=settings.notify_concurrency,
+        max_attempts=settings.notify_max_attempts,
+        backoff_base=settings.notify_backoff_base,
+        backoff_max=settings.notify_backoff_max,
+        timeout=settings.notify_timeout,
+        poll_interval=settings.notify_poll_interval,
+        retention_days=settings.retention_days,
+        retention_batch=settings.retention_batch,
+        retention_interval=settings.retention_interval,
+    )
+
+
+# ------------------------------------------------------------------ destinations
+
+
+@dataclass(frozen=True, slots=True)
+class NewDestination:
+    name: str
+    kind: DestinationKind
+    url: str
+    min_severity: int = 4
+    services: list[str] | None = None
+    event_kinds: list[str] | None = None
+    enabled: bool = True
+
+
+async def create_destination(
+    pool: PgPool, actor: Principal, new: NewDestination
+) -> tuple[asyncpg.Record, str | None]:
+    """Create a destination; a webhook gets a fresh signing secret, returned once."""
+    secret = secrets.token_urlsafe(32) if new.kind is DestinationKind.WEBHOOK else None
+    async with pool.acquire() as conn:
+        row = await store.create_destination(
+            conn,
+            name=new.name,
+            kind=new.kind.value,
+            url=new.url,
+            secret=secret,
+            min_severity=new.min_severity,
+            services=new.services,
+            event_kinds=new.event_kinds,
+            enabled=new.enabled,
+            actor=actor.subject,
+        )
+    if row is None:
+        raise ConflictError(f"a destination named {new.name!r} already exists")
+    return row, secret
+
+
+async def list_destinations(pool: PgPool) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return await store.list_destinations(conn)
+
+
+async def delete_destination(pool: PgPool, destination_id: int) -> None:
+    async with pool.acquire() as conn:
+        if not await store.delete_destination(conn, destination_id):
+            raise NotFoundError(f"destination {destination_id} does not exist")
+
+
+async def list_notifications(
+    pool: PgPool, *, incident_id: int | None, status: str | None, before_id: int | None, limit: int
+) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return await store.list_notifications(
+            conn, incident_id=incident_id, status=status, before_id=before_id, limit=limit
+        )
+
+
+async def get_notification(
+    pool: PgPool, notification_id: int
+) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    async with pool.acquire() as conn:
+        row = await store.get_notification(conn, notification_id)
+        if row is None:
+            raise NotFoundError(f"notification {notification_id} does not exist")
+        return row, await store.attempts(conn, notification_id)
+
+
+async def retry_notification(pool: PgPool, notification_id: int) -> None:
+    async with pool.acquire() as conn:
+        if not await store.retry_dead(conn, notification_id):
+            raise ConflictError(f"notification {notification_id} is not dead-lettered")
+
+
+# ------------------------------------------------------------------ delivery
+
+
+def render(row: asyncpg.Record, now: float) -> tuple[bytes, dict[str, str]]:
+    """The request body and headers for one notification."""
+    payload: dict[str, Any] = row["payload"]
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"firewatch/{__version__}",
+        "X-Firewatch-Event": row["event_kind"],
+        "X-Firewatch-Delivery": str(row["id"]),
+    }
+    if row["kind"] == DestinationKind.SLACK.value:
+        return orjson.dumps(slack_message(payload)), headers
+    body = orjson.dumps({"id": row["id"], **payload})
+    if row["secret"]:
+        ts = int(now)
+        headers["X-Firewatch-Timestamp"] = str(ts)
+        headers["X-Firewatch-Signature"] = signature(row["secret"], ts, body)
+    return body, headers
+
+
+async def deliver_one(pool: PgPool, http: httpx.AsyncClient, cfg: WorkerConfig) -> bool:
+    """Deliver the next due notification, if any; True when one was attempted."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await store.claim_due(conn)
+        if row is None:
+            return False
+        attempt = row["attempts"] + 1
+        body, headers = render(row, time.time())
+        started = time.monotonic()
+        status_code: int | None = None
+        error: str | None = None
+        try:
+            response = await http.post(
+                row["url"], content=body, headers=headers, timeout=cfg.timeout
+            )
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"HTTP {status_code}"
+        except httpx.HTTPError as exc:
+            # The exception text may hold the URL (a Slack URL is a secret): type only.
+            error = type(exc).__name__
+        duration_ms = int((time.monotonic() - started) * 1000)
+        next_at: datetime | None = None
+        if error is None:
+            outcome = "delivered"
+        elif is_retryable(status_code) and attempt < cfg.max_attempts:
+            outcome = "retry"
+            delay = backoff_seconds(attempt, base=cfg.backoff_base, cap=cfg.backoff_max)
+            next_at = datetime.now(UTC) + timedelta(seconds=delay)
+        else:
+            outcome = "dead"
+        await store.record_attempt(
+            conn,
+            row["id"],
+            attempt=attempt,
+            duration_ms=duration_ms,
+            status_code=status_code,
+            error=error,
+            outcome=outcome,
+            next_attempt_at=next_at,
+        )
+    metrics.record_notification(outcome)
+    if outcome == "dead":
+        log.warning("notification dead-lettered", notification=row["id"], attempts=attempt)
+    return True
+
+
+async def purge_once(
+    pool: PgPool, cfg: WorkerConfig, *, now: datetime | None = None
+) -> dict[str, int]:
+    """Delete resolved alerts and delivered notifications older than the retention age.
+
+    Batches of ``retention_batch`` rows, each its own short transaction, so a large
+    backlog never holds long locks. Incidents and their timelines are kept.
+    """
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=cfg.retention_days)
+    purged = {"alerts": 0, "notifications": 0}
+    for name, purge in (
+        ("alerts", alerts_store.purge_resolved),
+        ("notifications", store.purge_delivered),
+    ):
+        while True:
+            async with pool.acquire() as conn:
+                n = await purge(conn, older_than=cutoff, batch=cfg.retention_batch)
+            purged[name] += n
+            if n < cfg.retention_batch:
+                break
+    return purged
+
+
+class Worker:
+    """Delivery loops plus the retention loop; wakes on NOTIFY, polls as a fallback."""
+
+    def __init__(self, pool: PgPool, cfg: WorkerConfig) -> None:
+        self.pool = pool
+        self.cfg = cfg
+        self._wake = asyncio.Event()
+
+    def _on_notify(self, *_args: object) -> None:
+        self._wake.set()
+
+    async def _deliver_loop(self, http: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                worked = await deliver_one(self.pool, http, self.cfg)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("notification delivery loop error", error_type=type(exc).__name__)
+                worked = False
+            if not worked:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.cfg.poll_interval)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                purged = await purge_once(self.pool, self.cfg)
+                if any(purged.values()):
+                    log.info("retention purge", **purged)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("retention purge failed", error_type=type(exc).__name__)
+            await asyncio.sleep(self.cfg.retention_interval)
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        listener = await self.pool.acquire()
+        try:
+            await listener.add_listener(store.WAKE_CHANNEL, self._on_notify)
+            async with httpx.AsyncClient(follow_redirects=False) as http, asyncio.TaskGroup() as tg:
+                for _ in range(self.cfg.concurrency):
+                    tg.create_task(self._deliver_loop(http))
+                tg.create_task(self._retention_loop())
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(store.WAKE_CHANNEL, self._on_notify)
+            await self.pool.release(listener)
+
+
+metrics.register_queue_depth("notifications", store.pending_count)

@@ -1,0 +1,154 @@
+"""The generic signed webhook (PagerDuty Events v2 semantics) over HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from firewatch.app import create_app
+from firewatch.notifications.model import signature
+from firewatch.runtime.database import PgPool
+from firewatch.settings import Settings
+
+SECRET = "whsec-test-secret-of-the-ci-integration"
+URL = "/api/v1/integrations/webhook/ci"
+
+
+@pytest.fixture(scope="module")
+async def hook_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    configured = settings.model_copy(update={"webhook_secrets": {"ci": SecretStr(SECRET)}})
+    app = create_app(configured)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))
+        c = await stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, base_url="http://firewatch.test")
+        )
+        yield c
+
+
+def signed(body: bytes, *, ts: int | None = None, secret: str = SECRET) -> dict[str, str]:
+    ts = int(time.time()) if ts is None else ts
+    return {
+        "content-type": "application/json",
+        "x-firewatch-timestamp": str(ts),
+        "x-firewatch-signature": signature(secret, ts, body),
+    }
+
+
+async def send(c: httpx.AsyncClient, event: dict[str, Any], **kw: Any) -> httpx.Response:
+    body = orjson.dumps(event)
+    return await c.post(URL, content=body, headers=signed(body, **kw))
+
+
+def trigger(key: str, severity: str = "error") -> dict[str, Any]:
+    return {
+        "event_action": "trigger",
+        "dedup_key": key,
+        "payload": {
+            "summary": "Nightly feature backfill failed",
+            "source": "airflow-prod",
+            "severity": severity,
+            "component": "feature-backfill",
+            "custom_details": {"team": "data-eng", "dag": "backfill"},
+        },
+        "links": [{"href": "https://airflow.example/dag/backfill", "text": "DAG"}],
+    }
+
+
+async def status_of(c: httpx.AsyncClient, ref: str) -> dict[str, Any]:
+    data: dict[str, Any] = (await c.get(f"/api/v1/incidents/{ref}")).json()
+    return data
+
+
+async def test_trigger_dedup_acknowledge_resolve(hook_client: httpx.AsyncClient) -> None:
+    key = f"backfill-{uuid.uuid4().hex}"
+    r = await send(hook_client, trigger(key))
+    assert r.status_code == 202, r.text
+    out = r.json()
+    assert out["dedup_key"] == key
+    ref = out["incident"]
+    inc = await status_of(hook_client, ref)
+    assert (inc["severity"], inc["service"], inc["team"]) == (
+        "SEV2",
+        "feature-backfill",
+        "data-eng",
+    )
+    assert inc["title"] == "Nightly feature backfill failed"
+    # the same event again (a fresh signature): same incident, nothing new
+    again = await send(hook_client, trigger(key), ts=int(time.time()) - 1)
+    assert again.status_code == 202, again.text
+    assert again.json()["incident"] == ref
+    assert again.json()["changed"] == 0
+    r = await send(hook_client, {"event_action": "acknowledge", "dedup_key": key})
+    assert r.status_code == 202, r.text
+    inc = await status_of(hook_client, ref)
+    assert inc["status"] == "acknowledged"
+    assert inc["acknowledged_at"] is not None
+    r = await send(hook_client, {"event_action": "resolve", "dedup_key": key})
+    assert r.status_code == 202, r.text
+    assert (await status_of(hook_client, ref))["status"] == "resolved"
+    alerts = (await hook_client.get(f"/api/v1/incidents/{ref}/alerts")).json()["items"]
+    assert [(a["status"], a["labels"]["source"]) for a in alerts] == [("resolved", "airflow-prod")]
+    assert alerts[0]["runbook_url"] == "https://airflow.example/dag/backfill"
+
+
+async def test_trigger_without_key_gets_one(hook_client: httpx.AsyncClient) -> None:
+    event = trigger("x")
+    del event["dedup_key"]
+    r = await send(hook_client, event)
+    assert r.status_code == 202, r.text
+    assert len(r.json()["dedup_key"]) == 32
+
+
+async def count(pool: PgPool) -> int:
+    async with pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM alerts"))
+
+
+async def test_refusals_store_nothing(hook_client: httpx.AsyncClient, pool: PgPool) -> None:
+    before = await count(pool)
+    body = orjson.dumps(trigger(f"k-{uuid.uuid4().hex}"))
+    bad = signed(body, secret="not-the-secret")
+    r = await hook_client.post(URL, content=body, headers=bad)
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    old = signed(body, ts=int(time.time()) - 301)
+    r = await hook_client.post(URL, content=body, headers=old)
+    assert r.status_code == 401
+    assert "older than 300 seconds" in r.json()["detail"]
+    r = await hook_client.post(URL, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 401
+    r = await hook_client.post(
+        "/api/v1/integrations/webhook/unknown", content=body, headers=signed(body)
+    )
+    assert r.status_code == 401
+    assert r.json()["detail"] == "the signature does not match this integration's secret"
+    r = await send(hook_client, {"event_action": "trigger", "dedup_key": "k"})
+    assert r.status_code == 422
+    r = await send(hook_client, {"event_action": "resolve"})
+    assert r.status_code == 422
+    r = await send(hook_client, {"event_action": "explode", "dedup_key": "k"})
+    assert r.status_code == 422
+    raw = b'{"event_action": "trigger",'
+    r = await hook_client.post(URL, content=raw, headers=signed(raw))
+    assert r.status_code == 400
+    assert await count(pool) == before
+
+
+async def test_replayed_request_refused(hook_client: httpx.AsyncClient) -> None:
+    body = orjson.dumps(trigger(f"replay-{uuid.uuid4().hex}"))
+    headers = signed(body)
+    first = await hook_client.post(URL, content=body, headers=headers)
+    assert first.status_code == 202, first.text
+    replay = await hook_client.post(URL, content=body, headers=headers)
+    assert replay.status_code == 409
+    assert "replay" in replay.json()["detail"]

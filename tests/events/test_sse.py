@@ -1,0 +1,103 @@
+"""Live events: a change committed by one process reaches SSE clients of another."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests import servers
+from tests.alerts.conftest import load_fixture
+
+AM = "/api/v1/integrations/alertmanager"
+
+
+@pytest.fixture(scope="module")
+def replica(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, redis_url: str
+) -> Iterator[str]:
+    """A second firewatch process on the same PostgreSQL and Redis."""
+    env = {
+        "FIREWATCH_DATABASE_URL": database_url,
+        "FIREWATCH_REDIS_URL": redis_url,
+        "FIREWATCH_MIGRATE_ON_START": "false",
+    }
+    log = tmp_path_factory.mktemp("sse") / "firewatch.log"
+    with servers.live_server(env, log) as fw:
+        yield fw.base_url
+
+
+async def events(
+    base_url: str, headers: dict[str, str] | None = None
+) -> AsyncGenerator[dict[str, Any]]:
+    """Parse the stream into {id, data} events (comments and retry lines skipped)."""
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+        http.stream("GET", "/api/v1/events", headers=headers or {}) as r,
+    ):
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        current: dict[str, Any] = {}
+        async for line in r.aiter_lines():
+            if line.startswith("id: "):
+                current["id"] = int(line[4:])
+            elif line.startswith("data: "):
+                current["data"] = orjson.loads(line[6:])
+            elif line == "" and "data" in current:
+                yield current
+                current = {}
+
+
+def payload() -> dict[str, Any]:
+    body = load_fixture("firing-single.json")
+    body["groupKey"] = f"sse-{uuid.uuid4().hex}"
+    return body
+
+
+async def next_matching(
+    stream: AsyncIterator[dict[str, Any]], ref: str, kind: str
+) -> dict[str, Any]:
+    async with asyncio.timeout(20):
+        async for event in stream:
+            if event["data"]["incident_id"] == ref and event["data"]["kind"] == kind:
+                return event
+    raise AssertionError("stream ended")
+
+
+async def test_change_on_one_replica_reaches_another(
+    replica: str, client: httpx.AsyncClient
+) -> None:
+    stream = events(replica)
+    # Start reading (the subscription) before the change is made.
+    reader = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.5)
+    r = await client.post(AM, json=payload())  # committed by this test's in-process app
+    ref = r.json()["incident"]
+    first = await asyncio.wait_for(reader, 20)
+    seen = [first]
+    if not (first["data"]["incident_id"] == ref and first["data"]["kind"] == "created"):
+        seen.append(await next_matching(stream, ref, "created"))
+    created = seen[-1]
+    assert created["id"] == created["data"]["id"]
+    joined = await next_matching(stream, ref, "alerts_joined")
+    assert joined["id"] > created["id"]
+    assert joined["data"]["after"]["alerts"][0]["fingerprint"] == "d17ad377723157fa"
+    await stream.aclose()
+
+    # Resume after the 'created' entry: the replay starts with what came after it.
+    resumed = events(replica, {"Last-Event-ID": str(created["id"])})
+    replayed = await asyncio.wait_for(anext(resumed), 20)
+    assert replayed["id"] == joined["id"]
+    await resumed.aclose()
+
+
+async def test_events_need_a_valid_last_event_id(replica: str) -> None:
+    async with httpx.AsyncClient(base_url=replica, timeout=10) as http:
+        r = await http.get("/api/v1/events", headers={"Last-Event-ID": "abc"})
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"

@@ -1,0 +1,283 @@
+"""The outbox delivered by the worker to real local HTTP receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from firewatch.notifications import service
+from firewatch.runtime.database import PgPool
+from tests.alerts.conftest import load_fixture
+from tests.notifications.receiver import receiver
+
+AM = "/api/v1/integrations/alertmanager"
+DEST = "/api/v1/notifications/destinations"
+FAST = service.WorkerConfig(backoff_base=0.01, backoff_max=0.05, max_attempts=4, timeout=5.0)
+
+
+def alert_payload(service_name: str, severity: str = "critical") -> dict[str, Any]:
+    payload = load_fixture("firing-single.json")
+    payload["groupKey"] = f'{{}}:{{service="{service_name}", g="{uuid.uuid4().hex}"}}'
+    labels = payload["alerts"][0]["labels"]
+    labels["service"] = service_name
+    labels["severity"] = severity
+    payload["commonLabels"] = dict(labels)
+    payload["alerts"][0]["fingerprint"] = uuid.uuid4().hex[:16]
+    return payload
+
+
+@pytest.fixture
+async def svc(client: httpx.AsyncClient) -> AsyncIterator[str]:
+    """A service name unique to the test; its destinations are removed afterwards."""
+    name = f"svc-{uuid.uuid4().hex[:8]}"
+    yield name
+    r = await client.get(DEST)
+    for d in r.json()["items"]:
+        if d["services"] == [name]:
+            await client.delete(f"{DEST}/{d['id']}")
+
+
+async def destination(
+    client: httpx.AsyncClient, svc: str, url: str, **fields: Any
+) -> dict[str, Any]:
+    body = {
+        "name": f"dest-{uuid.uuid4().hex[:8]}",
+        "kind": "webhook",
+        "url": url,
+        "services": [svc],
+        **fields,
+    }
+    r = await client.post(DEST, json=body)
+    assert r.status_code == 201, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+async def drain(pool: PgPool, cfg: service.WorkerConfig, until: Any, seconds: float = 10) -> None:
+    """Run delivery in-process until ``until()`` holds (bounded in time)."""
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            if await until():
+                return
+            if not await service.deliver_one(pool, http, cfg):
+                await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+async def notifications_of(client: httpx.AsyncClient, incident: str) -> list[dict[str, Any]]:
+    r = await client.get("/api/v1/notifications", params={"incident": incident})
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+async def test_retried_then_delivered_with_valid_signature(
+    client: httpx.AsyncClient, pool: PgPool, svc: str
+) -> None:
+    with receiver(fail_first=2) as rx:
+        dest = await destination(client, svc, rx.url)
+        rx.secret = dest["secret"]
+        assert dest["url"].endswith("/…")  # the stored URL is never shown in full
+        r = await client.post(AM, json=alert_payload(svc))
+        ref = r.json()["incident"]
+        [note] = await notifications_of(client, ref)
+        assert note["event_kind"] == "incident.opened"
+        assert note["status"] == "pending"
+
+        async def delivered() -> bool:
+            return len(rx.delivered) == 1
+
+        await drain(pool, FAST, delivered)
+    got = rx.delivered[0]
+    assert got.signature_ok is True
+    assert got.json()["incident"]["id"] == ref
+    assert got.json()["event"] == "incident.opened"
+    assert got.headers["x-firewatch-delivery"] == str(note["id"])
+    assert [x.signature_ok for x in rx.requests] == [True, True, True]
+    r = await client.get(f"/api/v1/notifications/{note['id']}")
+    detail = r.json()
+    assert detail["status"] == "delivered"
+    assert [a["outcome"] for a in detail["attempts_log"]] == ["retry", "retry", "delivered"]
+    assert [a["status_code"] for a in detail["attempts_log"]] == [503, 503, 200]
+
+
+async def test_always_failing_receiver_dead_letters(
+    client: httpx.AsyncClient, pool: PgPool, svc: str
+) -> None:
+    with receiver(always_fail=True) as rx:
+        await destination(client, svc, rx.url)
+        ref = (await client.post(AM, json=alert_payload(svc))).json()["incident"]
+        [note] = await notifications_of(client, ref)
+
+        async def dead() -> bool:
+            return bool((await notifications_of(client, ref))[0]["status"] == "dead")
+
+        await drain(pool, FAST, dead)
+        assert len(rx.requests) == FAST.max_attempts
+    detail = (await client.get(f"/api/v1/notifications/{note['id']}")).json()
+    assert [a["outcome"] for a in detail["attempts_log"]] == ["retry"] * 3 + ["dead"]
+    assert detail["last_error"] == "HTTP 503"
+    r = await client.post(f"/api/v1/notifications/{note['id']}/retry")
+    assert r.status_code == 202
+    assert (await notifications_of(client, ref))[0]["status"] == "pending"
+    r = await client.post(f"/api/v1/notifications/{note['id']}/retry")
+    assert r.status_code == 409
+
+
+async def test_unreachable_receiver_is_retried(
+    client: httpx.AsyncClient, pool: PgPool, svc: str
+) -> None:
+    with receiver() as rx:
+        dead_url = rx.url
+    await destination(client, svc, dead_url)  # nothing listens there any more
+    ref = (await client.post(AM, json=alert_payload(svc))).json()["incident"]
+
+    async def dead() -> bool:
+        return bool((await notifications_of(client, ref))[0]["status"] == "dead")
+
+    await drain(pool, FAST, dead)
+    note = (await notifications_of(client, ref))[0]
+    assert note["attempts"] == FAST.max_attempts
+    assert note["last_error"] == "ConnectError"
+
+
+async def test_filters_by_severity_service_and_kind(client: httpx.AsyncClient, svc: str) -> None:
+    with receiver() as rx:
+        await destination(client, svc, rx.url, min_severity="SEV2", event_kinds=["incident.opened"])
+        warn = (await client.post(AM, json=alert_payload(svc, "warning"))).json()["incident"]
+        assert await notifications_of(client, warn) == []
+        crit = alert_payload(svc, "critical")
+        ref = (await client.post(AM, json=crit)).json()["incident"]
+        assert [n["event_kind"] for n in await notifications_of(client, ref)] == ["incident.opened"]
+        # all resolved -> incident.mitigated, which this destination does not want
+        crit["alerts"][0]["status"] = "resolved"
+        assert (await client.post(AM, json=crit)).json()["status"] == "mitigated"
+        assert len(await notifications_of(client, ref)) == 1
+        other = (await client.post(AM, json=alert_payload(svc + "-x"))).json()["incident"]
+        assert await notifications_of(client, other) == []
+
+
+async def test_slack_destination_gets_a_slack_message(
+    client: httpx.AsyncClient, pool: PgPool, svc: str
+) -> None:
+    with receiver() as rx:
+        dest = await destination(client, svc, rx.url, kind="slack")
+        assert "secret" not in dest
+        ref = (await client.post(AM, json=alert_payload(svc))).json()["incident"]
+
+        async def delivered() -> bool:
+            return len(rx.delivered) == 1
+
+        await drain(pool, FAST, delivered)
+    message = rx.delivered[0].json()
+    assert ref in message["text"]
+    assert "[SEV1]" in message["text"]
+    assert message["blocks"][0]["type"] == "section"
+
+
+async def test_destination_validation(client: httpx.AsyncClient) -> None:
+    r = await client.post(DEST, json={"name": "x", "kind": "webhook", "url": "file:///etc/passwd"})
+    assert r.status_code == 422
+    r = await client.post(DEST, json={"name": "x", "kind": "pager", "url": "http://a.example/"})
+    assert r.status_code == 422
+
+
+def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FIREWATCH_")}
+    full.update(env)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "firewatch", "worker"], env=full, stdout=out, stderr=out
+        )
+
+
+async def test_worker_killed_mid_delivery_delivers_after_restart(
+    client: httpx.AsyncClient, database_url: str, redis_url: str, tmp_path: Path, svc: str
+) -> None:
+    env = {
+        "FIREWATCH_DATABASE_URL": database_url,
+        "FIREWATCH_REDIS_URL": redis_url,
+        "FIREWATCH_NOTIFY_BACKOFF_BASE": "0.05",
+        "FIREWATCH_NOTIFY_POLL_INTERVAL": "0.2",
+        "FIREWATCH_NOTIFY_CONCURRENCY": "1",
+        "FIREWATCH_MIGRATE_ON_START": "false",
+    }
+    with receiver(hang_first=True) as rx:
+        dest = await destination(client, svc, rx.url)
+        rx.secret = dest["secret"]
+        ref = (await client.post(AM, json=alert_payload(svc))).json()["incident"]
+        first = _worker(env, tmp_path / "worker.log")
+        try:
+            assert await asyncio.to_thread(rx.hung.wait, 30), (tmp_path / "worker.log").read_text()
+            first.send_signal(signal.SIGKILL)  # mid-delivery: the receiver has not answered
+        finally:
+            first.wait(10)
+        [note] = await notifications_of(client, ref)
+        assert note["status"] == "pending"
+        assert note["attempts"] == 0
+        second = _worker(env, tmp_path / "worker.log")
+        try:
+            await asyncio.to_thread(rx.got_delivery.wait, 30)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # until the worker commits the delivery
+                [note] = await notifications_of(client, ref)
+                if note["status"] == "delivered":
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            second.terminate()
+            second.wait(10)
+    assert len(rx.delivered) == 1, (tmp_path / "worker.log").read_text()
+    assert rx.delivered[0].signature_ok is True
+    assert rx.delivered[0].json()["incident"]["id"] == ref
+    [note] = await notifications_of(client, ref)
+    assert note["status"] == "delivered"
+
+
+async def test_retention_purges_old_rows_in_batches(
+    client: httpx.AsyncClient, pool: PgPool, svc: str
+) -> None:
+    payload = alert_payload(svc)
+    payload["alerts"] = [
+        {
+            **payload["alerts"][0],
+            "fingerprint": f"{svc}-{i}",
+            "labels": {**payload["alerts"][0]["labels"], "i": str(i)},
+        }
+        for i in range(5)
+    ]
+    ref = (await client.post(AM, json=payload)).json()["incident"]
+    for a in payload["alerts"][:3]:
+        a["status"] = "resolved"
+    await client.post(AM, json=payload)
+    incident_id = int(ref.removeprefix("INC-"))
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE alerts SET resolved_at = now() - interval '40 days' "
+            "WHERE incident_id = $1 AND status = 'resolved'",
+            incident_id,
+        )
+    cfg = service.WorkerConfig(retention_days=30, retention_batch=2)
+    purged = await service.purge_once(pool, cfg, now=datetime.now(UTC))
+    assert purged["alerts"] >= 3
+    async with pool.acquire() as conn:
+        left = await conn.fetch("SELECT status FROM alerts WHERE incident_id = $1", incident_id)
+        kept = await conn.fetchval("SELECT count(*) FROM incidents WHERE id = $1", incident_id)
+    assert [r["status"] for r in left] == ["firing", "firing"]
+    assert kept == 1
+    # nothing younger than the cut-off goes
+    later = await service.purge_once(pool, cfg, now=datetime.now(UTC) - timedelta(days=1))
+    assert later["alerts"] == 0
