@@ -127,6 +127,8 @@ class LiveServer:
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    # Generous: on a shared 2-core machine under parallel test runs, importing the
+    # app (pandas, scikit-learn, OpenTelemetry) alone has taken over 25 s.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -84,7 +84,8 @@ async def test_trigger_dedup_acknowledge_resolve(hook_client: httpx.AsyncClient)
     )
     assert inc["title"] == "Nightly feature backfill failed"
     # the same event again (a fresh signature): same incident, nothing new
-    again = await send(hook_client, trigger(key), ts=int(time.time()) - 1)
+    repeat = {**trigger(key), "client": "a retrying sender"}  # a new request, same event
+    again = await send(hook_client, repeat)
     assert again.status_code == 202, again.text
     assert again.json()["incident"] == ref
     assert again.json()["changed"] == 0

@@ -35,7 +35,7 @@ def replica(
 async def events(
     base_url: str, headers: dict[str, str] | None = None
 ) -> AsyncGenerator[dict[str, Any]]:
-    """Parse the stream into {id, data} events (comments and retry lines skipped)."""
+    """Parse the stream into {id, data} events; first {"ready": True} once it is open."""
     async with (
         httpx.AsyncClient(base_url=base_url, timeout=30) as http,
         http.stream("GET", "/api/v1/events", headers=headers or {}) as r,
@@ -44,7 +44,9 @@ async def events(
         assert r.headers["content-type"].startswith("text/event-stream")
         current: dict[str, Any] = {}
         async for line in r.aiter_lines():
-            if line.startswith("id: "):
+            if line.startswith("retry: "):
+                yield {"ready": True}  # subscribed, and the start position is fixed
+            elif line.startswith("id: "):
                 current["id"] = int(line[4:])
             elif line.startswith("data: "):
                 current["data"] = orjson.loads(line[6:])
@@ -64,7 +66,11 @@ async def next_matching(
 ) -> dict[str, Any]:
     async with asyncio.timeout(20):
         async for event in stream:
-            if event["data"]["incident_id"] == ref and event["data"]["kind"] == kind:
+            if (
+                "data" in event
+                and event["data"]["incident_id"] == ref
+                and event["data"]["kind"] == kind
+            ):
                 return event
     raise AssertionError("stream ended")
 
@@ -73,16 +79,10 @@ async def test_change_on_one_replica_reaches_another(
     replica: str, client: httpx.AsyncClient
 ) -> None:
     stream = events(replica)
-    # Start reading (the subscription) before the change is made.
-    reader = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.5)
+    assert await asyncio.wait_for(anext(stream), 60) == {"ready": True}
     r = await client.post(AM, json=payload())  # committed by this test's in-process app
     ref = r.json()["incident"]
-    first = await asyncio.wait_for(reader, 20)
-    seen = [first]
-    if not (first["data"]["incident_id"] == ref and first["data"]["kind"] == "created"):
-        seen.append(await next_matching(stream, ref, "created"))
-    created = seen[-1]
+    created = await next_matching(stream, ref, "created")
     assert created["id"] == created["data"]["id"]
     joined = await next_matching(stream, ref, "alerts_joined")
     assert joined["id"] > created["id"]
@@ -91,6 +91,7 @@ async def test_change_on_one_replica_reaches_another(
 
     # Resume after the 'created' entry: the replay starts with what came after it.
     resumed = events(replica, {"Last-Event-ID": str(created["id"])})
+    assert await asyncio.wait_for(anext(resumed), 60) == {"ready": True}
     replayed = await asyncio.wait_for(anext(resumed), 20)
     assert replayed["id"] == joined["id"]
     await resumed.aclose()
@@ -101,3 +102,22 @@ async def test_events_need_a_valid_last_event_id(replica: str) -> None:
         r = await http.get("/api/v1/events", headers={"Last-Event-ID": "abc"})
     assert r.status_code == 400
     assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_changes_nobody_published_still_arrive(
+    replica: str, client: httpx.AsyncClient
+) -> None:
+    """A responder's transition (not published to Redis) reaches the stream by its poll."""
+    r = await client.post(
+        "/api/v1/incidents", json={"title": "manual incident", "severity": "SEV4"}
+    )
+    assert r.status_code == 201, r.text
+    ref = r.json()["id"]
+    stream = events(replica)
+    assert await asyncio.wait_for(anext(stream), 60) == {"ready": True}
+    reader = asyncio.ensure_future(next_matching(stream, ref, "status_changed"))
+    r = await client.post(f"/api/v1/incidents/{ref}/transitions", json={"to": "acknowledged"})
+    assert r.status_code == 200, r.text
+    event = await asyncio.wait_for(reader, 20)
+    assert event["data"]["after"] == {"status": "acknowledged"}
+    await stream.aclose()

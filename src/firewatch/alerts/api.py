@@ -36,6 +36,7 @@ from firewatch.http.pagination import decode_cursor, encode_cursor
 from firewatch.http.responses import JSONResponse
 from firewatch.incidents.model import display_ref, parse_ref
 from firewatch.notifications.model import verify_signature
+from firewatch.observability import metrics
 from firewatch.runtime.database import PgPool
 from firewatch.settings import Settings
 
@@ -106,8 +107,15 @@ async def alertmanager_receiver(
         )
     except _RETRYABLE_DB:
         raise _unavailable() from None
+    _after_commit(result, "alertmanager")
     await events.publish(redis, result.events)
     return JSONResponse({"status": "accepted", **result.summary()})
+
+
+def _after_commit(result: service.IngestResult, source: str) -> None:
+    metrics.record_alerts_ingested(result.alerts, source)
+    if result.created and result.severity is not None:
+        metrics.record_incident_opened(result.severity)
 
 
 def _header_int(value: str | None, name: str) -> int:
@@ -184,6 +192,7 @@ async def signed_webhook(
         if isinstance(exc, _RETRYABLE_DB):
             raise _unavailable() from None
         raise
+    _after_commit(result, "webhook")
     await events.publish(redis, result.events)
     return JSONResponse(
         {"status": "success", "dedup_key": dedup_key, **result.summary()}, status_code=202

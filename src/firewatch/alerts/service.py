@@ -297,6 +297,7 @@ class IngestResult:
     alerts: int = 0
     changed: int = 0
     status: str | None = None
+    severity: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -423,6 +424,7 @@ async def ingest_group(
                     conn, incident, target, who, now, group, result.events, firing=firing
                 )
         result.status = incident["status"]
+        result.severity = incident["severity"]
     return result
 
 

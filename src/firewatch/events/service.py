@@ -2,12 +2,16 @@
 
 Every replica publishes the changes it commits to one Redis pub/sub channel and
 every replica's SSE clients subscribe to it, so a client sees changes made
-anywhere. Pub/sub is fire-and-forget: the timeline in PostgreSQL is the record,
-and a client that reconnects with ``Last-Event-ID`` replays what it missed from it.
+anywhere at once. Pub/sub is fire-and-forget: the timeline in PostgreSQL is the
+record. A client that reconnects with ``Last-Event-ID`` replays what it missed
+from it, and a connected stream also reads the timeline every couple of seconds,
+so entries nobody published (a responder's edit through another code path, a
+publish lost to a Redis hiccup) still arrive, a little later.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -23,7 +27,12 @@ from firewatch.runtime.database import PgPool
 log = structlog.get_logger(__name__)
 
 CHANNEL = "firewatch:events"
+POLL_SECONDS = 2.0
 KEEPALIVE_SECONDS = 15.0
+# Identity values are handed out at insert and become visible at commit, which can
+# be out of order; the poll re-reads this many ids below the highest one sent.
+POLL_TRAILING_IDS = 200
+POLL_LIMIT = 500
 
 
 def event_json(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,38 +71,69 @@ def sse_frame(event_id: int, data: bytes) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (event_id, data)
 
 
+class _Sent:
+    """Ids already sent on one stream, so replay, poll and pub/sub never repeat one."""
+
+    def __init__(self, after: int) -> None:
+        self.high = after
+        self._ids: set[int] = set()
+
+    def fresh(self, event_id: int) -> bool:
+        if event_id in self._ids or event_id <= self.high - POLL_TRAILING_IDS:
+            return False
+        self._ids.add(event_id)
+        self.high = max(self.high, event_id)
+        if len(self._ids) > 4 * POLL_TRAILING_IDS:
+            floor = self.high - POLL_TRAILING_IDS
+            self._ids = {i for i in self._ids if i > floor}
+        return True
+
+
 async def stream(
     pool: PgPool, redis: Redis, *, last_event_id: int | None, replay_limit: int
 ) -> AsyncIterator[bytes]:
-    """SSE frames: the replay after ``last_event_id``, then live entries as published.
+    """SSE frames: the replay after ``last_event_id``, then entries as they commit.
 
     Subscribing comes before the replay, so nothing committed in between is lost;
-    entries seen in both are sent once.
+    an entry seen by several paths (replay, pub/sub, poll) is sent once.
     """
     pubsub = redis.pubsub()
     try:
         await pubsub.subscribe(CHANNEL)
         yield b"retry: 2000\n\n"
-        replayed: set[int] = set()
+        async with pool.acquire() as conn:
+            start = last_event_id if last_event_id is not None else await store.latest_id(conn)
+        sent = _Sent(start)
+        floor = start  # nothing at or below the client's Last-Event-ID (or "now") is sent
         if last_event_id is not None:
             async with pool.acquire() as conn:
                 rows = await store.timeline_since(conn, last_event_id, replay_limit)
             for row in rows:
-                replayed.add(row["id"])
-                yield sse_frame(row["id"], _encode(dict(row)))
+                if sent.fresh(row["id"]):
+                    yield sse_frame(row["id"], _encode(dict(row)))
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time() + POLL_SECONDS
+        idle_since = loop.time()
         while True:
-            message = await pubsub.get_message(
-                ignore_subscribe_messages=True, timeout=KEEPALIVE_SECONDS
-            )
-            if message is None:
+            timeout = max(0.0, next_poll - loop.time())
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            if message is not None and isinstance(message["data"], bytes):
+                data = message["data"]
+                event_id = int(orjson.loads(data)["id"])
+                if event_id > floor and sent.fresh(event_id):
+                    idle_since = loop.time()
+                    yield sse_frame(event_id, data)
+            if loop.time() >= next_poll:
+                next_poll = loop.time() + POLL_SECONDS
+                after = max(floor, sent.high - POLL_TRAILING_IDS)
+                async with pool.acquire() as conn:
+                    rows = await store.timeline_since(conn, after, POLL_LIMIT)
+                for row in rows:
+                    if sent.fresh(row["id"]):
+                        idle_since = loop.time()
+                        yield sse_frame(row["id"], _encode(dict(row)))
+            if loop.time() - idle_since >= KEEPALIVE_SECONDS:
+                idle_since = loop.time()
                 yield b": keepalive\n\n"
-                continue
-            data = message["data"]
-            if not isinstance(data, bytes):
-                continue
-            event_id = int(orjson.loads(data)["id"])
-            if event_id in replayed or (last_event_id is not None and event_id <= last_event_id):
-                continue
-            yield sse_frame(event_id, data)
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
