@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import IntegrationKey
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -43,8 +45,6 @@ def with_group(payload: dict[str, Any], group_key: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ingest_token() -> str:
-    """The bearer credential Alertmanager sends (http_config.authorization)."""
-    # TEMPORARY until integration API keys land (issue 3): the receiver admits loopback
-    # callers as the local operator, so any token passes; this becomes a real key.
-    return "fw_pending_integration_keys"
+async def ingest_token(integration_key: IntegrationKey) -> str:
+    """An integration API key with alerts:write: what Alertmanager sends as its bearer."""
+    return await integration_key(["alerts:write"])

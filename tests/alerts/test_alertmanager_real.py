@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from firewatch.runtime.database import PgPool
+from firewatch.settings import Settings
 from tests import servers
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -115,11 +116,12 @@ async def until(check: Any, seconds: float = 30.0) -> Any:
 
 @pytest.fixture
 def stack(
-    tmp_path: Path, database_url: str, redis_url: str, ingest_token: str
+    tmp_path: Path, settings: Settings, database_url: str, redis_url: str, ingest_token: str
 ) -> Iterator[tuple[str, str]]:
     env = {
         "FIREWATCH_DATABASE_URL": database_url,
         "FIREWATCH_REDIS_URL": redis_url,
+        "FIREWATCH_DATA_DIR": str(settings.data_dir),  # the test app's keys
         "FIREWATCH_MIGRATE_ON_START": "false",
     }
     with servers.live_server(env, tmp_path / "firewatch.log") as fw:

@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from firewatch.runtime.database import PgPool
 from tests.alerts.conftest import load_fixture, raw_fixture, with_group
+from tests.conftest import IntegrationKey, asgi_client
 
 URL = "/api/v1/integrations/alertmanager"
 
@@ -190,3 +192,20 @@ async def test_concurrent_deliveries_open_one_incident(
             group_key,
         )
     assert (n_incidents, n_alerts, joined) == (1, 2, 1)
+
+
+async def test_receiver_takes_an_integration_key(
+    app: FastAPI, integration_key: IntegrationKey, group_key: str
+) -> None:
+    payload = with_group(load_fixture("firing-single.json"), group_key)
+    good = await integration_key(["alerts:write"])
+    wrong_scope = await integration_key(["signals:write"])
+    async with asgi_client(app, token=good) as am:
+        r = await am.post(URL, json=payload)
+        assert r.status_code == 200, r.text
+    async with asgi_client(app, token=wrong_scope) as am:
+        assert (await am.post(URL, json=payload)).status_code == 403
+    async with asgi_client(app) as anon:
+        r = await anon.post(URL, json=payload)
+        assert r.status_code == 401
+        assert r.headers["content-type"] == "application/problem+json"

@@ -23,14 +23,18 @@ URL = "/api/v1/integrations/webhook/ci"
 
 
 @pytest.fixture(scope="module")
-async def hook_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def hook_client(settings: Settings, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
     configured = settings.model_copy(update={"webhook_secrets": {"ci": SecretStr(SECRET)}})
     app = create_app(configured)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))
         c = await stack.enter_async_context(
-            httpx.AsyncClient(transport=transport, base_url="http://firewatch.test")
+            httpx.AsyncClient(
+                transport=transport,
+                base_url="http://firewatch.test",
+                headers={"Authorization": f"Bearer {admin_token}"},  # for the reads
+            )
         )
         yield c
 

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from firewatch.settings import Settings
 from tests import servers
 from tests.alerts.conftest import load_fixture
 
@@ -19,12 +20,13 @@ AM = "/api/v1/integrations/alertmanager"
 
 @pytest.fixture(scope="module")
 def replica(
-    tmp_path_factory: pytest.TempPathFactory, database_url: str, redis_url: str
+    tmp_path_factory: pytest.TempPathFactory, settings: Settings, database_url: str, redis_url: str
 ) -> Iterator[str]:
-    """A second firewatch process on the same PostgreSQL and Redis."""
+    """A second firewatch process on the same PostgreSQL, Redis and keys."""
     env = {
         "FIREWATCH_DATABASE_URL": database_url,
         "FIREWATCH_REDIS_URL": redis_url,
+        "FIREWATCH_DATA_DIR": str(settings.data_dir),
         "FIREWATCH_MIGRATE_ON_START": "false",
     }
     log = tmp_path_factory.mktemp("sse") / "firewatch.log"
@@ -33,12 +35,14 @@ def replica(
 
 
 async def events(
-    base_url: str, headers: dict[str, str] | None = None
+    base_url: str, token: str, headers: dict[str, str] | None = None
 ) -> AsyncGenerator[dict[str, Any]]:
     """Parse the stream into {id, data} events; first {"ready": True} once it is open."""
     async with (
         httpx.AsyncClient(base_url=base_url, timeout=30) as http,
-        http.stream("GET", "/api/v1/events", headers=headers or {}) as r,
+        http.stream(
+            "GET", "/api/v1/events", headers={"Authorization": f"Bearer {token}", **(headers or {})}
+        ) as r,
     ):
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -76,9 +80,9 @@ async def next_matching(
 
 
 async def test_change_on_one_replica_reaches_another(
-    replica: str, client: httpx.AsyncClient
+    replica: str, client: httpx.AsyncClient, admin_token: str
 ) -> None:
-    stream = events(replica)
+    stream = events(replica, admin_token)
     assert await asyncio.wait_for(anext(stream), 60) == {"ready": True}
     r = await client.post(AM, json=payload())  # committed by this test's in-process app
     ref = r.json()["incident"]
@@ -90,22 +94,29 @@ async def test_change_on_one_replica_reaches_another(
     await stream.aclose()
 
     # Resume after the 'created' entry: the replay starts with what came after it.
-    resumed = events(replica, {"Last-Event-ID": str(created["id"])})
+    resumed = events(replica, admin_token, {"Last-Event-ID": str(created["id"])})
     assert await asyncio.wait_for(anext(resumed), 60) == {"ready": True}
     replayed = await asyncio.wait_for(anext(resumed), 20)
     assert replayed["id"] == joined["id"]
     await resumed.aclose()
 
 
-async def test_events_need_a_valid_last_event_id(replica: str) -> None:
+async def test_events_need_authentication_and_a_valid_last_event_id(
+    replica: str, admin_token: str
+) -> None:
     async with httpx.AsyncClient(base_url=replica, timeout=10) as http:
-        r = await http.get("/api/v1/events", headers={"Last-Event-ID": "abc"})
+        r = await http.get("/api/v1/events")
+        assert r.status_code == 401
+        r = await http.get(
+            "/api/v1/events",
+            headers={"Authorization": f"Bearer {admin_token}", "Last-Event-ID": "abc"},
+        )
     assert r.status_code == 400
     assert r.headers["content-type"] == "application/problem+json"
 
 
 async def test_changes_nobody_published_still_arrive(
-    replica: str, client: httpx.AsyncClient
+    replica: str, client: httpx.AsyncClient, admin_token: str
 ) -> None:
     """A responder's transition (not published to Redis) reaches the stream by its poll."""
     r = await client.post(
@@ -113,7 +124,7 @@ async def test_changes_nobody_published_still_arrive(
     )
     assert r.status_code == 201, r.text
     ref = r.json()["id"]
-    stream = events(replica)
+    stream = events(replica, admin_token)
     assert await asyncio.wait_for(anext(stream), 60) == {"ready": True}
     reader = asyncio.ensure_future(next_matching(stream, ref, "status_changed"))
     r = await client.post(f"/api/v1/incidents/{ref}/transitions", json={"to": "acknowledged"})

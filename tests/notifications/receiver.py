@@ -65,7 +65,7 @@ def receiver(**options: Any) -> Iterator[Receiver]:
                 n = len(state.requests)
             if state.hang_first and n == 1:
                 state.hung.set()
-                state.release.wait(30)
+                state.release.wait(300)
                 return  # the worker is dead by now; answer nothing
             fail = state.always_fail or n <= state.fail_first
             self.send_response(503 if fail else 200)

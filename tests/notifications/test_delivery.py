@@ -221,7 +221,7 @@ async def test_worker_killed_mid_delivery_delivers_after_restart(
         ref = (await client.post(AM, json=alert_payload(svc))).json()["incident"]
         first = _worker(env, tmp_path / "worker.log")
         try:
-            assert await asyncio.to_thread(rx.hung.wait, 30), (tmp_path / "worker.log").read_text()
+            assert await asyncio.to_thread(rx.hung.wait, 150), (tmp_path / "worker.log").read_text()
             first.send_signal(signal.SIGKILL)  # mid-delivery: the receiver has not answered
         finally:
             first.wait(10)
@@ -230,7 +230,7 @@ async def test_worker_killed_mid_delivery_delivers_after_restart(
         assert note["attempts"] == 0
         second = _worker(env, tmp_path / "worker.log")
         try:
-            await asyncio.to_thread(rx.got_delivery.wait, 30)
+            await asyncio.to_thread(rx.got_delivery.wait, 150)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:  # until the worker commits the delivery
                 [note] = await notifications_of(client, ref)

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
-from firewatch.auth.dependencies import current_principal
 from firewatch.auth.principal import Principal
+from firewatch.auth.rbac import Permission, require
 from firewatch.errors import NotFoundError
 from firewatch.http import deps
 from firewatch.http.pagination import decode_cursor, encode_cursor
@@ -24,8 +24,8 @@ from firewatch.runtime.database import PgPool
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
-Admin = Annotated[Principal, Depends(current_principal)]
-Reader = Annotated[Principal, Depends(current_principal)]
+Admin = Annotated[Principal, Depends(require(Permission.INTEGRATIONS_ADMIN))]
+Reader = Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 
 
