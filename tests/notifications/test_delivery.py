@@ -222,8 +222,8 @@ async def test_worker_killed_mid_delivery_delivers_after_restart(
         first = _worker(env, tmp_path / "worker.log")
         try:
             assert await asyncio.to_thread(rx.hung.wait, 150), (tmp_path / "worker.log").read_text()
-            first.send_signal(signal.SIGKILL)  # mid-delivery: the receiver has not answered
         finally:
+            first.send_signal(signal.SIGKILL)  # mid-delivery: the receiver has not answered
             first.wait(10)
         [note] = await notifications_of(client, ref)
         assert note["status"] == "pending"
@@ -239,7 +239,11 @@ async def test_worker_killed_mid_delivery_delivers_after_restart(
                 await asyncio.sleep(0.05)
         finally:
             second.terminate()
-            second.wait(10)
+            try:
+                second.wait(20)
+            except subprocess.TimeoutExpired:
+                second.kill()
+                second.wait()
     assert len(rx.delivered) == 1, (tmp_path / "worker.log").read_text()
     assert rx.delivered[0].signature_ok is True
     assert rx.delivered[0].json()["incident"]["id"] == ref

@@ -31,7 +31,13 @@ from firewatch.alerts.grouping import (
 )
 from firewatch.auth.principal import Principal
 from firewatch.incidents import store as incidents_store
-from firewatch.incidents.model import Lifecycle, Status, display_ref, transition
+from firewatch.incidents.model import (
+    ACTIVE_STATUSES,
+    Lifecycle,
+    Status,
+    display_ref,
+    transition,
+)
 from firewatch.notifications import store as notifications_store
 from firewatch.notifications.model import EventKind
 from firewatch.runtime.database import Conn, PgPool
@@ -185,8 +191,9 @@ async def upsert_group_incident(
     now = now or _now()
     who = _actor_name(actor)
     await store.lock_group(conn, source, group_key)
-    row = await store.active_incident(conn, source, group_key)
-    if row is not None:
+    found = await store.group_incident(conn, source, group_key)
+    if found is not None and Status(found["status"]) in ACTIVE_STATUSES:
+        row = found
         if severity < row["severity"]:
             before = row["severity"]
             row = await incidents_store.update_fields(conn, row["id"], {"severity": severity}, now)
@@ -211,7 +218,7 @@ async def upsert_group_incident(
             )
         return row, False
 
-    latest = await store.latest_incident(conn, source, group_key)
+    latest = found
     if (
         latest is not None
         and latest["status"] == Status.RESOLVED.value
@@ -393,9 +400,7 @@ async def ingest_group(
             # group's active incident, else on its latest one (already resolved by a
             # responder, say); a group we never saw firing is acknowledged and dropped.
             await store.lock_group(conn, group.source, group.group_key)
-            found = await store.active_incident(conn, group.source, group.group_key)
-            if found is None:
-                found = await store.latest_incident(conn, group.source, group.group_key)
+            found = await store.group_incident(conn, group.source, group.group_key)
             if found is None:
                 return result
             incident = found
@@ -412,7 +417,12 @@ async def ingest_group(
                 and r["status"] == "firing"
                 for r in changed
             )
-            firing = await store.firing_count(conn, incident["id"])
+            # Only a resolution can bring the count to zero; otherwise a changed row is
+            # firing, so the count is at least one and need not be read.
+            if any(r["status"] == "resolved" for r in changed):
+                firing = await store.firing_count(conn, incident["id"])
+            else:
+                firing = 1
             target = follow_alerts(
                 status,
                 firing=firing,

@@ -47,6 +47,21 @@ async def active_incident(conn: Conn, source: str, group_key: str) -> asyncpg.Re
     )
 
 
+async def group_incident(conn: Conn, source: str, group_key: str) -> asyncpg.Record | None:
+    """The group's active incident if it has one, else its newest; locked. One query."""
+    return await conn.fetchrow(
+        f"""
+        SELECT {COLUMNS} FROM incidents
+         WHERE source = $1 AND group_key = $2 AND group_key IS NOT NULL
+         ORDER BY (status IN {ACTIVE}) DESC, id DESC
+         LIMIT 1
+         FOR UPDATE
+        """,
+        source,
+        group_key,
+    )
+
+
 async def latest_incident(conn: Conn, source: str, group_key: str) -> asyncpg.Record | None:
     """The newest incident of the group, whatever its status."""
     return await conn.fetchrow(
