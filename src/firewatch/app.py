@@ -28,6 +28,7 @@ from firewatch.incidents import api as incidents_api
 from firewatch.notifications import api as notifications_api
 from firewatch.notifications import service as notifications_service
 from firewatch.observability import api as observability_api
+from firewatch.observability import tracing
 from firewatch.observability.logging import configure_logging
 from firewatch.observability.middleware import ObservabilityMiddleware
 from firewatch.observability.redact import Pseudonymizer
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
                     await worker
             await app.state.redis.aclose()
             await app.state.pool.close()
+            tracing.shutdown()
 
     app = FastAPI(
         title="firewatch",
@@ -145,6 +147,7 @@ def create_app(settings: Settings) -> FastAPI:
         pseudonymizer=Pseudonymizer(key.get_secret_value().encode() if key else None),
         metrics_enabled=settings.metrics_enabled,
     )
+    tracing.instrument_app(app)  # outermost: the server span covers everything above
     return app
 
 
@@ -153,4 +156,5 @@ def app_from_env() -> FastAPI:
     settings = load_settings()
     # Workers are spawned processes: logging configured in the master does not carry over.
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure(__version__)  # from the OTEL_* variables; off unless asked for
     return create_app(settings)

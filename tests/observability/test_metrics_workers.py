@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from firewatch.runtime import migrations
 from tests import servers
 
 TOKEN = "scrape-token-0123456789abcdef"
-
-
-@pytest.fixture
-async def fresh_database(admin_database_url: str) -> AsyncIterator[str]:
-    name, url = await servers.create_database(admin_database_url)
-    await migrations.upgrade(url)
-    try:
-        yield url
-    finally:
-        await servers.drop_database(admin_database_url, name)
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -80,13 +68,23 @@ async def test_counts_are_exact_across_two_workers(
     with servers.live_server(env, tmp_path / "serve.log") as server:
         assert not (stale / "counter_1.db").exists()  # cleaned by the master at start
         base = server.base_url
+        workers = [
+            p
+            for p in psutil.Process(server.process.pid).children()
+            if "resource_tracker" not in " ".join(p.cmdline())
+        ]
+        assert len(workers) == 2, [p.cmdline() for p in workers]
         healthz = 0
-        for _ in range(20):  # bounded: until both workers have answered some requests
-            assert await burst(base, "GET", "/healthz", 10) == [200] * 10
+        # Each worker in turn answers a burst alone (the other is stopped and cannot
+        # accept), so both workers' files hold observations the scrape must add up.
+        for stopped in workers:
+            stopped.suspend()
+            try:
+                assert await burst(base, "GET", "/healthz", 10) == [200] * 10
+            finally:
+                stopped.resume()
             healthz += 10
-            if len(worker_pids(stale)) >= 2:
-                break
-        assert len(worker_pids(stale)) == 2, server.log()
+        assert worker_pids(stale) == {str(p.pid) for p in workers}
 
         body = {"title": "t", "category": "latency"}
         auth = servers.bearer(base)

@@ -1,13 +1,37 @@
-"""structlog configured in one place: JSON in production, readable in development."""
+"""structlog configured in one place: JSON in production, readable in development.
+
+Every line, ours or a library's through the standard ``logging`` module (uvicorn,
+asyncpg, OpenTelemetry's exporter), goes through the same processors:
+
+- context: ``request_id`` (bound by the request middleware), ``trace_id`` and
+  ``span_id`` of the active OpenTelemetry span, level, UTC timestamp, logger name;
+- scrubbing (:mod:`firewatch.observability.redact`) *after* exceptions are formatted
+  and *before* rendering, so no secret reaches a line, tracebacks included.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+from opentelemetry import trace
 
+from firewatch.observability.redact import scrub_event
 from firewatch.settings import LogFormat
+
+
+def add_trace_ids(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Add ``trace_id``/``span_id`` (hex, as OTLP backends show them) of the active span."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict["trace_id"] = format(ctx.trace_id, "032x")
+        event_dict["span_id"] = format(ctx.span_id, "016x")
+    return event_dict
 
 
 def configure_logging(level: str = "info", fmt: LogFormat = LogFormat.CONSOLE) -> None:
@@ -20,9 +44,10 @@ def configure_logging(level: str = "info", fmt: LogFormat = LogFormat.CONSOLE) -
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, scrub_event, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
@@ -32,10 +57,20 @@ def configure_logging(level: str = "info", fmt: LogFormat = LogFormat.CONSOLE) -
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                scrub_event,
+                renderer,
+            ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # uvicorn's loggers keep no handlers of their own (log_config=None) and propagate here.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

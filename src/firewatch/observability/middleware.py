@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from firewatch.observability import metrics
 from firewatch.observability.redact import Pseudonymizer
 
-log = structlog.get_logger("firewatch.access")
+log = structlog.get_logger().bind(logger="firewatch.access")
 
 REQUEST_ID_HEADER: Final = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")

@@ -1,0 +1,261 @@
+"""OpenTelemetry tracing: set up from the standard ``OTEL_*`` variables, plus span helpers.
+
+Tracing is on when an OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) or ``OTEL_TRACES_EXPORTER=otlp`` is set, and
+off when ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none``. Everything else
+(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER`` /
+``OTEL_TRACES_SAMPLER_ARG``, ``OTEL_EXPORTER_OTLP_*`` headers, certificates, timeouts,
+``OTEL_BSP_*`` batching, ``OTEL_PROPAGATORS``) is read by the SDK itself, as documented
+upstream. Spans leave through the OTLP **gRPC** exporter from a background thread with a
+bounded queue: a slow or absent collector drops spans, it never delays a request.
+
+Features call the helpers, never the SDK::
+
+    from firewatch.observability import tracing
+
+    with tracing.ingest_span("alertmanager", alerts=len(payload.alerts)):
+        ...
+    with tracing.span("firewatch.dedupe", **{"firewatch.alert.fingerprint": fp}):
+        ...
+    headers: dict[str, str] = {}
+    tracing.inject_trace_headers(headers)       # W3C traceparent for an outbound call
+
+With tracing off, the helpers cost next to nothing (the API's no-op tracer).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from firewatch.observability.redact import scrub_text
+
+__all__ = [
+    "SpanKind",
+    "configure",
+    "current_ids",
+    "enabled",
+    "grouping_span",
+    "ingest_span",
+    "inject_trace_headers",
+    "notification_span",
+    "scoring_span",
+    "set_http_status",
+    "shutdown",
+    "span",
+]
+
+TRACER_NAME: Final = "firewatch"
+#: What the span helpers return: ``with helper(...) as span:``.
+SpanScope = AbstractContextManager[Span]
+
+_tracer = trace.get_tracer(TRACER_NAME)  # a proxy: follows the provider set by configure()
+_provider: Any = None  # the SDK TracerProvider once configure() enabled tracing
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def wanted(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the ``OTEL_*`` variables ask for traces to be exported."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return False
+    if exporter and exporter != "otlp":
+        raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r}: firewatch exports with 'otlp' only")
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    ) or "grpc"
+    if protocol.strip().lower() != "grpc":
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: firewatch exports over grpc")
+    return bool(
+        exporter
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def enabled() -> bool:
+    return _provider is not None
+
+
+def configure(service_version: str) -> bool:
+    """Install the SDK tracer provider and instrument asyncpg and redis, if wanted.
+
+    Call once per process (each uvicorn worker calls it from ``app_from_env``).
+    Returns whether tracing is on.
+    """
+    global _provider
+    if _provider is not None or not wanted():
+        return _provider is not None
+    # Imported here: with tracing off, the SDK, gRPC and instrumentations are never loaded.
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    attributes: dict[str, AttributeValue] = {"service.version": service_version}
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = "firewatch"
+    # sampler=None: the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG itself.
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    asyncpg_instrumentor: Callable[[], Any] = AsyncPGInstrumentor  # unannotated upstream
+    asyncpg_instrumentor().instrument(tracer_provider=provider)
+    RedisInstrumentor().instrument(tracer_provider=provider)
+    _provider = provider
+    return True
+
+
+def _scrub_request_attributes(span: Span, _scope: dict[str, Any]) -> None:
+    """Server request hook: URLs and query strings in span attributes lose their secrets."""
+    attributes = getattr(span, "attributes", None) or {}
+    for key in ("http.target", "http.url", "url.query", "url.full"):
+        value = attributes.get(key)
+        if isinstance(value, str):
+            cleaned = scrub_text(value)
+            if cleaned != value:
+                span.set_attribute(key, cleaned)
+
+
+def instrument_app(app: Any) -> None:
+    """Wrap the FastAPI app in the OTel ASGI middleware (server spans, traceparent in)."""
+    if _provider is None:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=_provider,
+        server_request_hook=_scrub_request_attributes,
+        exclude_spans=["receive", "send"],  # one span per request, not per ASGI message
+    )
+
+
+def shutdown(timeout_millis: int = 5000) -> None:
+    """Flush what is queued (bounded wait) at process exit."""
+    if _provider is not None:
+        _provider.force_flush(timeout_millis)
+
+
+# ------------------------------------------------------------------ helpers to call
+
+
+@contextmanager
+def span(
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    **attrs: AttributeValue,
+) -> Iterator[Span]:
+    """A child span of the current one, current for the ``with`` block.
+
+    Attributes come from ``attributes`` (for dotted semantic-convention names such as
+    ``{"http.request.method": "POST"}``) and keyword arguments (used verbatim). An
+    exception escaping the block is recorded on the span and sets its status to ERROR.
+    """
+    merged: dict[str, AttributeValue] = dict(attributes or {})
+    merged.update(attrs)
+    with _tracer.start_as_current_span(name, kind=kind, attributes=merged) as current:
+        yield current
+
+
+def ingest_span(source: str, *, alerts: int) -> SpanScope:
+    """Span around ingesting one delivery of ``alerts`` alerts from ``source``
+    (``alertmanager``, ``webhook``, ``detection``)."""
+    return span(
+        "firewatch.ingest",
+        attributes={"firewatch.alert.source": source, "firewatch.alert.count": alerts},
+    )
+
+
+def grouping_span(*, alerts: int, group_key: str | None = None) -> SpanScope:
+    """Span around grouping alerts into incidents (find-or-open by group key)."""
+    attributes: dict[str, AttributeValue] = {"firewatch.alert.count": alerts}
+    if group_key is not None:
+        attributes["firewatch.group.key"] = group_key[:256]
+    return span("firewatch.grouping", attributes=attributes)
+
+
+def scoring_span(stream: str, *, model_version: str | None = None, points: int = 1) -> SpanScope:
+    """Span around scoring ``points`` values of metric stream ``stream``."""
+    attributes: dict[str, AttributeValue] = {
+        "firewatch.detection.stream": stream,
+        "firewatch.detection.points": points,
+    }
+    if model_version is not None:
+        attributes["firewatch.detection.model_version"] = model_version
+    return span("firewatch.scoring", attributes=attributes)
+
+
+def _safe_url(url: str) -> tuple[str, str | None, int | None]:
+    """``url`` without credentials or query (which may carry tokens), host, port."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")), host, port
+
+
+def notification_span(channel: str, url: str, *, method: str = "POST") -> SpanScope:
+    """CLIENT span around one notification delivery attempt (HTTP semantic conventions).
+
+    Inside the block, call :func:`inject_trace_headers` on the outbound headers so the
+    receiver continues the trace, and :func:`set_http_status` with the response code.
+    The URL is recorded without credentials or query string.
+    """
+    full, host, port = _safe_url(url)
+    attributes: dict[str, AttributeValue] = {
+        "http.request.method": method.upper(),
+        "url.full": full,
+        "firewatch.notification.channel": channel,
+    }
+    if host:
+        attributes["server.address"] = host
+    if port is not None:
+        attributes["server.port"] = port
+    return span(method.upper(), kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def set_http_status(current: Span, status_code: int) -> None:
+    """Record an HTTP response code on a CLIENT span (>= 400 marks it as an error)."""
+    current.set_attribute("http.response.status_code", status_code)
+    if status_code >= 400:
+        current.set_status(Status(StatusCode.ERROR))
+
+
+def inject_trace_headers(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Add W3C ``traceparent`` (and ``tracestate``/``baggage``) of the current span to
+    ``headers`` (a dict or ``httpx.Headers``) and return it. No-op without a span."""
+    propagate.inject(headers)
+    return headers
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace_id, span_id) of the active span as lowercase hex, or None."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")

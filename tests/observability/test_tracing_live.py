@@ -1,0 +1,180 @@
+"""A running firewatch exports real traces over OTLP/gRPC and logs without secrets.
+
+One ``firewatch serve`` (JSON logs at debug level) exports to a real gRPC TraceService
+receiver started by the test; the tests then read what the receiver got and the
+server's own log file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import servers
+from tests.observability.otlp import OtlpReceiver, ReceivedSpan
+
+SERVER_KIND = 2  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_SERVER
+CLIENT_KIND = 3
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    r = OtlpReceiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture(scope="module")
+def server(
+    receiver: OtlpReceiver,
+    fresh_database: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[servers.LiveServer]:
+    tmp = tmp_path_factory.mktemp("traced")
+    env = {
+        "FIREWATCH_DATABASE_URL": fresh_database,
+        "FIREWATCH_REDIS_URL": redis_url,
+        "FIREWATCH_DATA_DIR": str(tmp / "data"),
+        "FIREWATCH_LOG_FORMAT": "json",
+        "FIREWATCH_LOG_LEVEL": "debug",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_SERVICE_NAME": "firewatch-under-test",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
+    }
+    with servers.live_server(env, tmp / "serve.log") as live:
+        yield live
+
+
+def log_lines(server: servers.LiveServer) -> list[dict[str, Any]]:
+    lines = []
+    for raw in server.log().splitlines():
+        if raw.startswith("{"):
+            lines.append(json.loads(raw))
+    return lines
+
+
+def test_request_span_has_sql_and_redis_children_and_matches_the_log(
+    server: servers.LiveServer, receiver: OtlpReceiver
+) -> None:
+    trace_id = secrets.token_hex(16)
+    caller_span = secrets.token_hex(8)
+    r = httpx.get(
+        f"{server.base_url}/readyz",
+        headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
+        timeout=10,
+    )
+    assert r.status_code == 200
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        mine = [s for s in spans if s.trace_id == trace_id]
+        return (
+            any(s.kind == SERVER_KIND for s in mine)
+            and any(s.attributes.get("db.system") == "postgresql" for s in mine)
+            and any(s.attributes.get("db.system") == "redis" for s in mine)
+        )
+
+    spans = [s for s in receiver.wait_for(complete) if s.trace_id == trace_id]
+    (root,) = [s for s in spans if s.kind == SERVER_KIND]
+    assert root.service_name == "firewatch-under-test"
+    assert root.parent_span_id == caller_span  # the incoming traceparent is continued
+    assert root.name == "GET /readyz"
+    assert root.attributes.get("http.route") == "/readyz"
+    sql = [s for s in spans if s.attributes.get("db.system") == "postgresql"]
+    redis = [s for s in spans if s.attributes.get("db.system") == "redis"]
+    assert any("SELECT 1" in str(s.attributes.get("db.statement", "")) for s in sql)
+    assert any(s.name == "PING" for s in redis)
+    for child in [*sql, *redis]:
+        assert child.kind == CLIENT_KIND
+        assert child.parent_span_id == root.span_id
+
+    (line,) = [
+        ln
+        for ln in log_lines(server)
+        if ln.get("event") == "request" and ln.get("trace_id") == trace_id
+    ]
+    assert line["route"] == "/readyz"
+    assert line["status"] == 200
+    assert line["span_id"] == root.span_id
+    assert line["method"] == "GET"
+    assert isinstance(line["duration_ms"], float)
+    assert re.fullmatch(r"[0-9a-f]{32}", line["request_id"])
+    assert r.headers["x-request-id"] == line["request_id"]
+    assert re.fullmatch(r"c_[0-9a-f]{16}", line["client"])  # pseudonym, not 127.0.0.1
+
+
+def test_secrets_in_a_request_reach_no_log_line_and_no_span(
+    server: servers.LiveServer, receiver: OtlpReceiver
+) -> None:
+    password = "Pw-" + secrets.token_hex(12)
+    bearer = "tok" + secrets.token_hex(16)
+    api_key = "fw_" + secrets.token_hex(16)
+    db_password = "dbpw" + secrets.token_hex(8)
+    url_with_credentials = f"postgresql://admin:{db_password}@db.internal:5432/prod"
+    trace_id = secrets.token_hex(16)
+    headers = {
+        "Authorization": f"Bearer {bearer}",
+        "X-API-Key": api_key,
+        "Cookie": f"session={bearer}",
+        "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+    }
+    base = server.base_url
+    with httpx.Client(base_url=base, headers=headers, timeout=10) as c:
+        # a login-shaped body with a password, to a route that rejects it (422)
+        c.post("/api/v1/incidents", json={"username": "alice", "password": password})
+        # secrets in the query string and in a path that matches no route
+        c.get(f"/api/v1/incidents?api_key={api_key}&password={password}&token={bearer}")
+        c.get(f"/nowhere/{api_key}?dsn={url_with_credentials}")
+        # an accepted request whose body holds a URL with credentials
+        created = c.post(
+            f"/api/v1/incidents?api_key={api_key}",
+            json={
+                "title": "warehouse load failing",
+                "severity": "sev2",
+                "category": "pipeline_failure",
+                "description": f"job uses {url_with_credentials} password={password}",
+            },
+        )
+        assert created.status_code == 201
+        c.get("/readyz")
+    receiver.wait_for(lambda spans: sum(s.trace_id == trace_id for s in spans) >= 5)
+
+    log = server.log()
+    assert "request" in log
+    assert trace_id in log
+    for secret in (password, bearer, api_key, db_password):
+        assert secret not in log  # ...without any of the secrets
+    for span in receiver.spans:
+        exported = json.dumps(span.attributes)
+        for secret in (password, bearer, api_key, db_password):
+            assert secret not in exported, span
+
+
+def test_uvicorn_logs_go_through_the_same_pipeline(server: servers.LiveServer) -> None:
+    lines = log_lines(server)
+    started = [ln for ln in lines if "Application startup complete" in str(ln.get("event"))]
+    assert started, server.log()
+    assert started[0]["logger"] == "uvicorn.error"
+    assert started[0]["level"] == "info"
+    assert "timestamp" in started[0]
+
+
+def test_exporter_failure_never_breaks_requests(
+    server: servers.LiveServer, receiver: OtlpReceiver
+) -> None:
+    receiver.stop()  # the collector goes away; spans can no longer be delivered
+    with httpx.Client(base_url=server.base_url, timeout=10) as c:
+        codes = [c.get("/readyz").status_code for _ in range(30)]
+        codes.append(c.get("/api/v1/incidents").status_code)
+    assert codes == [200] * 31
+    assert server.process.poll() is None
