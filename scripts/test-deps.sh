@@ -5,6 +5,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(
+  prometheus  # promtool: tests/observability/test_deploy.py checks deploy/prometheus/rules.yml
   shellcheck    # make policy: lints every shell script (ADR-003 pipeline checks)
   redis-server  # tests/auth/test_redis_outage.py stops and restarts its own Redis
   jq            # scripts/check-base-digest.sh, driven by tests/image/test_base_digest_script.py
