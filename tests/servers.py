@@ -144,7 +144,11 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float =
 
 @contextmanager
 def live_server(
-    env: Mapping[str, str], log_path: Path, *, args: tuple[str, ...] = ()
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    args: tuple[str, ...] = (),
+    ready_timeout: float = 60.0,
 ) -> Iterator[LiveServer]:
     port = free_port()
     full_env = {
@@ -169,7 +173,7 @@ def live_server(
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(base_url, process)
+            wait_ready(base_url, process, ready_timeout)
             yield LiveServer(process, base_url, log_path)
         finally:
             process.terminate()

@@ -56,7 +56,10 @@ class OtlpReceiver:
     """Collects every span exported to it; ``endpoint`` is what OTEL_EXPORTER_OTLP_ENDPOINT
     should be set to."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: bool = True) -> None:
+        """``keep=False`` only counts spans (for load tests: no memory growth)."""
+        self.keep = keep
+        self.count = 0
         self.spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -77,6 +80,11 @@ class OtlpReceiver:
     def _export(
         self, request: ExportTraceServiceRequest, _context: grpc.ServicerContext
     ) -> ExportTraceServiceResponse:
+        if not self.keep:
+            n = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+            with self._lock:
+                self.count += n
+            return ExportTraceServiceResponse()
         received = []
         for resource_spans in request.resource_spans:
             attrs = {a.key: _plain(a.value) for a in resource_spans.resource.attributes}
@@ -85,6 +93,7 @@ class OtlpReceiver:
                 received += [ReceivedSpan.from_proto(service, s) for s in scope_spans.spans]
         with self._lock:
             self.spans.extend(received)
+            self.count += len(received)
         return ExportTraceServiceResponse()
 
     def start(self) -> OtlpReceiver:

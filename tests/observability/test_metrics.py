@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from firewatch.observability import metrics
+from firewatch.runtime.database import PgPool
 
 
 def sample(name: str, **labels: str) -> float:
@@ -71,6 +74,33 @@ def test_status_class() -> None:
         "other",
         "other",
     ]
+
+
+async def test_queue_depth_is_read_from_the_outbox(client: httpx.AsyncClient, pool: PgPool) -> None:
+    async with pool.acquire() as conn:
+        destination = await conn.fetchval(
+            "INSERT INTO notification_destinations (name, kind, url, created_by) "
+            "VALUES ($1, 'webhook', 'http://127.0.0.1:9/hook', 'test') RETURNING id",
+            f"obs-{secrets.token_hex(4)}",
+        )
+        for status in ("pending", "pending", "pending", "delivered", "dead"):
+            await conn.execute(
+                "INSERT INTO notifications (destination_id, event_kind, payload, status) "
+                "VALUES ($1, 'incident.opened', '{}'::jsonb, $2)",
+                destination,
+                status,
+            )
+        pending = await conn.fetchval("SELECT count(*) FROM notifications WHERE status = 'pending'")
+    assert pending >= 3
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    depth = {
+        s.labels["queue"]: s.value
+        for f in text_string_to_metric_families(r.text)
+        if f.name == "firewatch_queue_depth"
+        for s in f.samples
+    }
+    assert depth == {"notifications": pending}
 
 
 async def test_metrics_endpoint_in_process(client: httpx.AsyncClient) -> None:

@@ -65,7 +65,8 @@ async def test_counts_are_exact_across_two_workers(
         "FIREWATCH_METRICS_TOKEN": TOKEN,
         "FIREWATCH_LOG_FORMAT": "json",
     }
-    with servers.live_server(env, tmp_path / "serve.log") as server:
+    # several processes import the app at once on a shared, busy test machine
+    with servers.live_server(env, tmp_path / "serve.log", ready_timeout=240) as server:
         assert not (stale / "counter_1.db").exists()  # cleaned by the master at start
         base = server.base_url
         workers = [

@@ -52,7 +52,7 @@ def server(
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
     }
-    with servers.live_server(env, tmp / "serve.log") as live:
+    with servers.live_server(env, tmp / "serve.log", ready_timeout=240) as live:
         yield live
 
 
