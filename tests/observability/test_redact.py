@@ -1,0 +1,93 @@
+"""Scrubbing secrets out of log events, and client-address pseudonyms."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import structlog
+
+from firewatch.observability.logging import configure_logging
+from firewatch.observability.redact import Pseudonymizer, scrub_event, scrub_text
+from firewatch.settings import LogFormat
+
+SECRETS = [
+    "hunter2-correct-horse",
+    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz",
+    "fw_live_4f9a1c2b3d4e5f60718293a4",
+    "s3cr3t-db-pass",
+    "dXNlcjpwYXNzd29yZA==",
+]
+
+
+def test_scrub_text_recognises_each_kind_of_secret() -> None:
+    text = (
+        "login password=hunter2-correct-horse "
+        "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz "
+        "key fw_live_4f9a1c2b3d4e5f60718293a4 "
+        "dsn postgresql://app:s3cr3t-db-pass@db:5432/prod "
+        "basic Basic dXNlcjpwYXNzd29yZA=="
+    )
+    cleaned = scrub_text(text)
+    for secret in SECRETS:
+        assert secret not in cleaned
+    assert "postgresql://[redacted]@db:5432/prod" in cleaned
+    assert "login" in cleaned  # the rest of the message survives
+
+
+def test_scrub_event_redacts_secret_keys_at_any_depth() -> None:
+    event = scrub_event(
+        None,
+        "info",
+        {
+            "event": "user login",
+            "password": "hunter2-correct-horse",
+            "headers": {"X-API-Key": "anything", "accept": "application/json"},
+            "attempts": 3,
+            "urls": ["https://u:s3cr3t-db-pass@host/x"],
+        },
+    )
+    assert event == {
+        "event": "user login",
+        "password": "[redacted]",
+        "headers": {"X-API-Key": "[redacted]", "accept": "application/json"},
+        "attempts": 3,
+        "urls": ["https://[redacted]@host/x"],
+    }
+
+
+def test_pseudonyms_are_stable_per_key_and_hide_the_address() -> None:
+    a, b = Pseudonymizer(b"k" * 32), Pseudonymizer(b"other-key-0123456789")
+    assert a("203.0.113.7") == a("203.0.113.7")
+    assert a("203.0.113.7") != a("203.0.113.8")
+    assert a("203.0.113.7") != b("203.0.113.7")
+    assert "203.0.113.7" not in a("203.0.113.7")
+
+
+def test_stdlib_lines_are_scrubbed_json() -> None:
+    """Library logs (stdlib logging, as uvicorn and asyncpg use) leave as scrubbed JSON."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    configure_logging("info", LogFormat.JSON)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    try:
+        logging.getLogger("uvicorn.error").info(
+            "connect to %s failed", "redis://:s3cr3t-db-pass@cache:6379/0"
+        )
+        try:
+            raise ValueError("bad token fw_live_4f9a1c2b3d4e5f60718293a4")
+        except ValueError:
+            logging.getLogger("asyncpg").exception("query failed password=hunter2-correct-horse")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [ln["logger"] for ln in lines] == ["uvicorn.error", "asyncpg"]
+    assert "ValueError" in lines[1]["exception"]
+    for secret in SECRETS:
+        assert secret not in stream.getvalue()

@@ -1,0 +1,127 @@
+"""The span helpers and traceparent injection, on a real SDK tracer with an in-memory exporter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from firewatch.observability import tracing
+
+
+@pytest.fixture
+def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """The helpers' tracer, from a provider of this test (the global one stays unset)."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer(tracing.TRACER_NAME))
+    yield memory
+    provider.shutdown()
+
+
+def test_nested_helpers_form_one_trace(exporter: InMemorySpanExporter) -> None:
+    with tracing.ingest_span("alertmanager", alerts=3) as ingest:
+        assert tracing.current_ids() == (
+            format(ingest.get_span_context().trace_id, "032x"),
+            format(ingest.get_span_context().span_id, "016x"),
+        )
+        with tracing.grouping_span(alerts=3, group_key='{}:{alertname="X"}'):
+            pass
+        with tracing.scoring_span("latency", model_version="v3", points=10):
+            pass
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    root = spans["firewatch.ingest"]
+    assert root.attributes is not None
+    assert dict(root.attributes) == {
+        "firewatch.alert.source": "alertmanager",
+        "firewatch.alert.count": 3,
+    }
+    assert root.context is not None
+    for child in ("firewatch.grouping", "firewatch.scoring"):
+        parent, context = spans[child].parent, spans[child].context
+        assert parent is not None
+        assert context is not None
+        assert parent.span_id == root.context.span_id
+        assert context.trace_id == root.context.trace_id
+    assert spans["firewatch.scoring"].attributes == {
+        "firewatch.detection.stream": "latency",
+        "firewatch.detection.points": 10,
+        "firewatch.detection.model_version": "v3",
+    }
+    assert tracing.current_ids() is None  # nothing active once the blocks are left
+
+
+def test_notification_span_is_a_client_span_that_propagates(
+    exporter: InMemorySpanExporter,
+) -> None:
+    url = "https://hook-user:hook-pass@hooks.example.com:8443/services/T0?token=s3cr3t"
+    with tracing.notification_span("webhook", url) as span:
+        headers = tracing.inject_trace_headers({"content-type": "application/json"})
+        tracing.set_http_status(span, 503)
+    (finished,) = exporter.get_finished_spans()
+    ctx = finished.context
+    assert ctx is not None
+    version, trace_id, parent_id, flags = headers["traceparent"].split("-")
+    assert (version, trace_id, parent_id) == ("00", f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
+    assert int(flags, 16) & 0x01  # sampled
+    assert finished.kind is SpanKind.CLIENT
+    assert finished.name == "POST"
+    assert finished.status.status_code is StatusCode.ERROR
+    assert finished.attributes is not None
+    assert dict(finished.attributes) == {
+        "http.request.method": "POST",
+        "url.full": "https://hooks.example.com:8443/services/T0",
+        "server.address": "hooks.example.com",
+        "server.port": 8443,
+        "firewatch.notification.channel": "webhook",
+        "http.response.status_code": 503,
+    }
+
+
+def test_an_exception_marks_the_span_failed(exporter: InMemorySpanExporter) -> None:
+    with pytest.raises(RuntimeError), tracing.span("firewatch.step", attempt=2):
+        raise RuntimeError("boom")
+    (finished,) = exporter.get_finished_spans()
+    assert finished.status.status_code is StatusCode.ERROR
+    assert finished.attributes is not None
+    assert finished.attributes["attempt"] == 2
+    assert [e.name for e in finished.events] == ["exception"]
+
+
+def test_without_a_span_nothing_is_injected() -> None:
+    assert tracing.inject_trace_headers({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4317"}, True),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}, False),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}, False),
+    ],
+)
+def test_tracing_is_enabled_by_the_standard_variables(env: dict[str, str], expected: bool) -> None:
+    assert tracing.wanted(env) is expected
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OTEL_TRACES_EXPORTER": "zipkin"},
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        },
+    ],
+)
+def test_unsupported_exporters_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="OTEL_"):
+        tracing.wanted(env)
