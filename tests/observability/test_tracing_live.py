@@ -167,6 +167,11 @@ def test_uvicorn_logs_go_through_the_same_pipeline(server: servers.LiveServer) -
     assert started[0]["logger"] == "uvicorn.error"
     assert started[0]["level"] == "info"
     assert "timestamp" in started[0]
+    # uvicorn's own access line (raw client address) is off; firewatch.access replaces it
+    assert not [ln for ln in lines if ln.get("logger") == "uvicorn.access"]
+    requests = [ln for ln in lines if ln.get("event") == "request"]
+    assert requests
+    assert all(re.fullmatch(r"c_[0-9a-f]{16}", ln["client"]) for ln in requests)
 
 
 def test_exporter_failure_never_breaks_requests(

@@ -70,7 +70,12 @@ def configure_logging(level: str = "info", fmt: LogFormat = LogFormat.CONSOLE) -
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # uvicorn's loggers keep no handlers of their own (log_config=None) and propagate here.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # uvicorn's access log would print raw client addresses; firewatch.access replaces it
+    # (uvicorn writes it only while this logger "has handlers", propagation included).
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
