@@ -116,47 +116,72 @@ def test_request_span_has_sql_and_redis_children_and_matches_the_log(
 def test_secrets_in_a_request_reach_no_log_line_and_no_span(
     server: servers.LiveServer, receiver: OtlpReceiver
 ) -> None:
-    password = "Pw-" + secrets.token_hex(12)
-    bearer = "tok" + secrets.token_hex(16)
+    wrong_password = "Pw-" + secrets.token_hex(12)
+    fake_bearer = "tok" + secrets.token_hex(16)
     api_key = "fw_" + secrets.token_hex(16)
     db_password = "dbpw" + secrets.token_hex(8)
     url_with_credentials = f"postgresql://admin:{db_password}@db.internal:5432/prod"
     trace_id = secrets.token_hex(16)
-    headers = {
-        "Authorization": f"Bearer {bearer}",
-        "X-API-Key": api_key,
-        "Cookie": f"session={bearer}",
-        "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
-    }
+    traced = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
     base = server.base_url
-    with httpx.Client(base_url=base, headers=headers, timeout=10) as c:
-        # a login-shaped body with a password, to a route that rejects it (422)
-        c.post("/api/v1/incidents", json={"username": "alice", "password": password})
+    with httpx.Client(base_url=base, headers=traced, timeout=30) as c:
+        # logins carrying a password: a wrong one (401) and the admin's (200)
+        assert (
+            c.post(
+                "/api/v1/auth/login", json={"username": "admin", "password": wrong_password}
+            ).status_code
+            == 401
+        )
+        login = c.post(
+            "/api/v1/auth/login",
+            json={"username": "admin", "password": servers.LIVE_ADMIN_PASSWORD},
+        )
+        assert login.status_code == 200
+        token = login.json()["access_token"]
+        # a bearer token that is not valid, an API key header, a cookie
+        c.get(
+            "/api/v1/incidents",
+            headers={
+                "Authorization": f"Bearer {fake_bearer}",
+                "X-API-Key": api_key,
+                "Cookie": f"session={fake_bearer}",
+            },
+        )
         # secrets in the query string and in a path that matches no route
-        c.get(f"/api/v1/incidents?api_key={api_key}&password={password}&token={bearer}")
-        c.get(f"/nowhere/{api_key}?dsn={url_with_credentials}")
+        auth = {"Authorization": f"Bearer {token}"}
+        c.get(f"/api/v1/incidents?api_key={api_key}&password={wrong_password}", headers=auth)
+        c.get(f"/nowhere/{api_key}?dsn={url_with_credentials}", headers=auth)
         # an accepted request whose body holds a URL with credentials
         created = c.post(
             f"/api/v1/incidents?api_key={api_key}",
+            headers=auth,
             json={
                 "title": "warehouse load failing",
                 "severity": "sev2",
                 "category": "pipeline_failure",
-                "description": f"job uses {url_with_credentials} password={password}",
+                "description": f"job uses {url_with_credentials} password={wrong_password}",
             },
         )
         assert created.status_code == 201
         c.get("/readyz")
-    receiver.wait_for(lambda spans: sum(s.trace_id == trace_id for s in spans) >= 5)
+    receiver.wait_for(lambda spans: sum(s.trace_id == trace_id for s in spans) >= 7)
 
     log = server.log()
     assert "request" in log
-    assert trace_id in log
-    for secret in (password, bearer, api_key, db_password):
+    assert trace_id in log  # the requests were logged...
+    secret_values = (
+        wrong_password,
+        servers.LIVE_ADMIN_PASSWORD,
+        token,
+        fake_bearer,
+        api_key,
+        db_password,
+    )
+    for secret in secret_values:
         assert secret not in log  # ...without any of the secrets
     for span in receiver.spans:
         exported = json.dumps(span.attributes)
-        for secret in (password, bearer, api_key, db_password):
+        for secret in secret_values:
             assert secret not in exported, span
 
 
@@ -180,6 +205,8 @@ def test_exporter_failure_never_breaks_requests(
     receiver.stop()  # the collector goes away; spans can no longer be delivered
     with httpx.Client(base_url=server.base_url, timeout=10) as c:
         codes = [c.get("/readyz").status_code for _ in range(30)]
-        codes.append(c.get("/api/v1/incidents").status_code)
+        codes.append(
+            c.get("/api/v1/incidents", headers=servers.bearer(server.base_url)).status_code
+        )
     assert codes == [200] * 31
     assert server.process.poll() is None
