@@ -264,13 +264,6 @@ class Settings(BaseSettings):
             raise ValueError("must be an IP address or 'localhost'") from exc
         return value
 
-    @property
-    def binds_loopback_only(self) -> bool:
-        """True when the server is reachable from this machine only."""
-        if self.host == "localhost":
-            return True
-        return ipaddress.ip_address(self.host).is_loopback
-
 
 class SettingsError(Exception):
     """Settings could not be loaded; the message names each offending variable."""

@@ -62,20 +62,6 @@ async def group_incident(conn: Conn, source: str, group_key: str) -> asyncpg.Rec
     )
 
 
-async def latest_incident(conn: Conn, source: str, group_key: str) -> asyncpg.Record | None:
-    """The newest incident of the group, whatever its status."""
-    return await conn.fetchrow(
-        f"""
-        SELECT {COLUMNS} FROM incidents
-         WHERE source = $1 AND group_key = $2 AND group_key IS NOT NULL
-         ORDER BY id DESC LIMIT 1
-         FOR UPDATE
-        """,
-        source,
-        group_key,
-    )
-
-
 _CREATE = f"""
 WITH inc AS (
     INSERT INTO incidents (title, description, severity, category, service, team, labels,
