@@ -93,9 +93,7 @@ async def _refresh(pool: PgPool, rebuild_seconds: float) -> Any:
             async with pool.acquire() as conn:
                 rows = await conn.fetch(_TEXT + " ORDER BY i.updated_at, i.id")
         if rows:
-            # TF-IDF work is CPU-bound: off the event loop, still under the lock
-            changed = [(r["id"], _text(r)) for r in rows]
-            await asyncio.to_thread(_state.index.upsert, changed)
+            _state.index.upsert((r["id"], _text(r)) for r in rows)
             _state.watermark = (rows[-1]["updated_at"], rows[-1]["id"])
         return _state.index
 
@@ -170,31 +168,20 @@ async def suggest_new(pool: PgPool, k: int, rebuild_seconds: float, limit: int =
     if not pending:
         return 0
     index = await _refresh(pool, rebuild_seconds)
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            _TEXT + " WHERE i.id = ANY($1::bigint[]) ORDER BY i.id", [p["id"] for p in pending]
-        )
-
-    def nearest() -> list[tuple[int, list[Any]]]:
-        # only incidents opened before this one are "past" incidents
-        out = []
-        for row in rows:
-            matches = index.query(_text(row), k * 3, exclude=row["id"])
-            out.append((row["id"], [m for m in matches if m.incident_id < row["id"]][:k]))
-        return out
-
-    # Scoring a batch of new incidents is CPU-bound: it runs in a thread (under the
-    # index lock, so no upsert interleaves) and never stalls the API's event loop.
-    async with _state.lock:
-        found = await asyncio.to_thread(nearest)
     stored = 0
     async with pool.acquire() as conn:
-        for incident_id, matches in found:
+        for p in pending:
+            row = await conn.fetchrow(_TEXT + " WHERE i.id = $1", p["id"])
+            if row is None:
+                continue
+            # only incidents opened before this one are "past" incidents
+            matches = [m for m in index.query(_text(row), k * 3, exclude=p["id"])]
+            matches = [m for m in matches if m.incident_id < p["id"]][:k]
             items = await _details(conn, matches)
             result = await conn.execute(
                 "INSERT INTO incident_similar (incident_id, suggestions) VALUES ($1, $2) "
                 "ON CONFLICT (incident_id) DO NOTHING",
-                incident_id,
+                p["id"],
                 items,
             )
             stored += result.endswith(" 1")
