@@ -70,9 +70,10 @@ def _run(fn: Callable[[_Env], Awaitable[T]]) -> T:
 
     with resolved_servers(_settings()) as resolved:
         assert resolved.database_url is not None
+        database_url = resolved.database_url.get_secret_value()
 
         async def main() -> T:
-            await migrations.upgrade(resolved.database_url.get_secret_value())  # type: ignore[union-attr]  # asserted above
+            await migrations.upgrade(database_url)
             async with _env(resolved) as env:
                 return await fn(env)
 
