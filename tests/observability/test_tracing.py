@@ -125,3 +125,35 @@ def test_tracing_is_enabled_by_the_standard_variables(env: dict[str, str], expec
 def test_unsupported_exporters_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="OTEL_"):
         tracing.wanted(env)
+
+
+def test_a_stored_traceparent_parents_a_later_span(exporter: InMemorySpanExporter) -> None:
+    with tracing.grouping_span(alerts=1) as queued:
+        stored = tracing.current_traceparent()
+        assert stored == tracing.inject_trace_headers({})["traceparent"]  # as W3C sends it
+    assert stored is not None
+    ctx = queued.get_span_context()
+    assert stored.startswith(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-")
+    # later, elsewhere (the worker), with nothing active
+    url = "https://hooks.slack.com/services/T0/B0/secret-path"
+    with tracing.notification_span("slack", url, parent=stored, with_path=False):
+        headers = tracing.inject_trace_headers({})
+    delivery = next(s for s in exporter.get_finished_spans() if s.name == "POST")
+    assert delivery.parent is not None
+    assert delivery.context is not None
+    assert (delivery.parent.trace_id, delivery.parent.span_id) == (ctx.trace_id, ctx.span_id)
+    sent = headers["traceparent"]
+    assert sent.startswith(f"00-{ctx.trace_id:032x}-{delivery.context.span_id:016x}-")
+    assert delivery.attributes is not None
+    assert delivery.attributes["url.full"] == "https://hooks.slack.com"
+    assert "secret-path" not in str(dict(delivery.attributes))
+
+
+def test_with_tracing_off_helpers_store_and_send_nothing() -> None:
+    """No SDK provider (the default): spans are no-ops, nothing to store or inject."""
+    with tracing.ingest_span("alertmanager", alerts=1), tracing.grouping_span(alerts=1):
+        assert tracing.current_traceparent() is None
+    with tracing.notification_span("webhook", "http://127.0.0.1:9/hook", parent=None) as span:
+        tracing.set_http_status(span, 200)
+        tracing.set_error(span, "ConnectError")
+        assert tracing.inject_trace_headers({}) == {}

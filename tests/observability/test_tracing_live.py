@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from tests import servers
+from tests.alerts.conftest import load_fixture
+from tests.notifications.receiver import receiver as http_receiver
 from tests.observability.otlp import OtlpReceiver, ReceivedSpan
 
 SERVER_KIND = 2  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_SERVER
@@ -51,6 +53,9 @@ def server(
         "OTEL_SERVICE_NAME": "firewatch-under-test",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
+        # the notification worker runs in serve: delivery spans come from this process
+        "FIREWATCH_WORKER_IN_SERVE": "true",
+        "FIREWATCH_NOTIFY_POLL_INTERVAL": "0.2",
     }
     with servers.live_server(env, tmp / "serve.log", ready_timeout=240) as live:
         yield live
@@ -197,6 +202,86 @@ def test_uvicorn_logs_go_through_the_same_pipeline(server: servers.LiveServer) -
     requests = [ln for ln in lines if ln.get("event") == "request"]
     assert requests
     assert all(re.fullmatch(r"c_[0-9a-f]{16}", ln["client"]) for ln in requests)
+
+
+def test_alert_ingest_and_its_notification_form_one_trace(
+    server: servers.LiveServer, receiver: OtlpReceiver
+) -> None:
+    """Alertmanager POST -> server span > ingest > grouping; the notification queued
+    by that transaction is delivered later by the worker in a CLIENT span of the
+    same trace, and the receiver gets that span as its traceparent."""
+    admin = servers.bearer(server.base_url)
+    tag = secrets.token_hex(4)
+    with httpx.Client(base_url=server.base_url, timeout=30) as c, http_receiver() as hook:
+        key = c.post(
+            "/api/v1/integrations/keys",
+            headers=admin,
+            json={"name": f"am-{tag}", "scopes": ["alerts:write"]},
+        )
+        assert key.status_code == 201, key.text
+        dest = c.post(
+            "/api/v1/notifications/destinations",
+            headers=admin,
+            json={
+                "name": f"traced-{tag}",
+                "kind": "webhook",
+                "url": hook.url,
+                "services": [f"svc-{tag}"],
+            },
+        )
+        assert dest.status_code == 201, dest.text
+        payload = load_fixture("firing-single.json")
+        payload["groupKey"] = f'{{}}:{{alertname="Traced", tag="{tag}"}}'
+        payload["commonLabels"]["service"] = f"svc-{tag}"
+        payload["alerts"][0]["labels"]["service"] = f"svc-{tag}"
+        trace_id = secrets.token_hex(16)
+        r = c.post(
+            "/api/v1/integrations/alertmanager",
+            json=payload,
+            headers={
+                "Authorization": f"Bearer {key.json()['key']}",
+                "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+            },
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["created"] is True
+        assert hook.got_delivery.wait(30), "the worker never delivered the notification"
+    (delivered,) = hook.delivered
+    assert delivered.json()["event"] == "incident.opened"
+    version, got_trace, got_parent, flags = delivered.headers["traceparent"].split("-")
+    assert (version, got_trace, flags) == ("00", trace_id, "01")
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        names = {s.name for s in spans if s.trace_id == trace_id}
+        return {"firewatch.ingest", "firewatch.grouping"} <= names and any(
+            s.span_id == got_parent for s in spans
+        )
+
+    spans = [s for s in receiver.wait_for(complete) if s.trace_id == trace_id]
+    (root,) = [s for s in spans if s.kind == SERVER_KIND]
+    assert root.attributes.get("http.route") == "/api/v1/integrations/alertmanager"
+    (ingest,) = [s for s in spans if s.name == "firewatch.ingest"]
+    (grouping,) = [s for s in spans if s.name == "firewatch.grouping"]
+    assert ingest.parent_span_id == root.span_id
+    assert ingest.attributes == {
+        "firewatch.alert.source": "alertmanager",
+        "firewatch.alert.count": 1,
+    }
+    assert grouping.parent_span_id == ingest.span_id
+    assert grouping.attributes["firewatch.group.key"] == payload["groupKey"]
+    # the SQL of the transaction hangs under the ingest and grouping spans
+    assert any(
+        s.attributes.get("db.system") == "postgresql" and s.parent_span_id == grouping.span_id
+        for s in spans
+    )
+    # the delivery: a CLIENT span of the ingest trace, child of the span that queued it
+    (delivery,) = [s for s in spans if s.span_id == got_parent]
+    assert delivery.kind == CLIENT_KIND
+    assert delivery.name == "POST"
+    assert delivery.parent_span_id == grouping.span_id
+    assert delivery.attributes["firewatch.notification.channel"] == "webhook"
+    assert delivery.attributes["http.response.status_code"] == 200
+    assert delivery.attributes["url.full"] == hook.url.removesuffix("/hook")  # no path
 
 
 def test_exporter_failure_never_breaks_requests(

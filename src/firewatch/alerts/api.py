@@ -36,7 +36,7 @@ from firewatch.http.pagination import decode_cursor, encode_cursor
 from firewatch.http.responses import JSONResponse
 from firewatch.incidents.model import display_ref, parse_ref
 from firewatch.notifications.model import verify_signature
-from firewatch.observability import metrics
+from firewatch.observability import metrics, tracing
 from firewatch.runtime.database import PgPool
 from firewatch.settings import Settings
 
@@ -99,12 +99,13 @@ async def alertmanager_receiver(
     except PayloadError as exc:
         raise _payload_error(exc) from None
     try:
-        result = await service.ingest_group(
-            pool,
-            caller,
-            service.group_from_alertmanager(payload),
-            service.policy_from_settings(settings),
-        )
+        with tracing.ingest_span("alertmanager", alerts=len(payload.alerts)):
+            result = await service.ingest_group(
+                pool,
+                caller,
+                service.group_from_alertmanager(payload),
+                service.policy_from_settings(settings),
+            )
     except _RETRYABLE_DB:
         raise _unavailable() from None
     _after_commit(result, "alertmanager")
@@ -170,22 +171,8 @@ async def signed_webhook(
     policy = service.policy_from_settings(settings)
     dedup_key = event.dedup_key or webhook.new_dedup_key()
     try:
-        if event.event_action == "acknowledge":
-            result = await service.acknowledge_group(
-                pool,
-                f"webhook:{integration}",
-                source=webhook.source_of(integration),
-                group_key=dedup_key,
-                policy=policy,
-            )
-        else:
-            result = await service.ingest_group(
-                pool,
-                f"webhook:{integration}",
-                webhook.to_group(integration, event, dedup_key),
-                policy,
-                auto_resolve=True if event.event_action == "resolve" else None,
-            )
+        with tracing.ingest_span("webhook", alerts=1):
+            result = await _webhook_event(pool, integration, event, dedup_key, policy)
     except Exception as exc:
         # Not stored: forget the nonce so the sender's retry is not taken for a replay.
         await redis.delete(nonce)
@@ -196,6 +183,30 @@ async def signed_webhook(
     await events.publish(redis, result.events)
     return JSONResponse(
         {"status": "success", "dedup_key": dedup_key, **result.summary()}, status_code=202
+    )
+
+
+async def _webhook_event(
+    pool: PgPool,
+    integration: str,
+    event: webhook.Event,
+    dedup_key: str,
+    policy: service.IngestPolicy,
+) -> service.IngestResult:
+    if event.event_action == "acknowledge":
+        return await service.acknowledge_group(
+            pool,
+            f"webhook:{integration}",
+            source=webhook.source_of(integration),
+            group_key=dedup_key,
+            policy=policy,
+        )
+    return await service.ingest_group(
+        pool,
+        f"webhook:{integration}",
+        webhook.to_group(integration, event, dedup_key),
+        policy,
+        auto_resolve=True if event.event_action == "resolve" else None,
     )
 
 

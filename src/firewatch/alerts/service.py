@@ -40,6 +40,7 @@ from firewatch.incidents.model import (
 )
 from firewatch.notifications import store as notifications_store
 from firewatch.notifications.model import EventKind
+from firewatch.observability import tracing
 from firewatch.runtime.database import Conn, PgPool
 from firewatch.settings import Settings
 
@@ -142,6 +143,7 @@ async def _notify(
         payload=notification_payload(
             kind, row, source=source, group_key=group_key, at=at, details=details
         ),
+        traceparent=tracing.current_traceparent(),
     )
 
 
@@ -161,6 +163,7 @@ async def upsert_group_incident(
     reopen_window: float = DEFAULT_REOPEN_WINDOW,
     now: datetime | None = None,
     events: list[dict[str, Any]] | None = None,
+    alerts: int = 1,
 ) -> tuple[asyncpg.Record, bool]:
     """Find, reopen or open the single active incident of ``(source, group_key)``.
 
@@ -186,9 +189,46 @@ async def upsert_group_incident(
       its commit.
 
     Returns the incident row (the columns of ``incidents.store.COLUMNS``) and whether
-    it was newly opened.
+    it was newly opened. It runs in a ``firewatch.grouping`` span (``alerts`` is the
+    number of alerts being grouped), so the notifications it queues continue the
+    trace from there.
     """
-    now = now or _now()
+    with tracing.grouping_span(alerts=alerts, group_key=group_key):
+        return await _upsert_group_incident(
+            conn,
+            source=source,
+            group_key=group_key,
+            title=title,
+            severity=severity,
+            category=category,
+            service=service,
+            team=team,
+            labels=labels,
+            actor=actor,
+            description=description,
+            reopen_window=reopen_window,
+            now=now or _now(),
+            events=events,
+        )
+
+
+async def _upsert_group_incident(
+    conn: Conn,
+    *,
+    source: str,
+    group_key: str,
+    title: str,
+    severity: int,
+    category: str,
+    service: str | None,
+    team: str | None,
+    labels: dict[str, str],
+    actor: Principal | str,
+    description: str,
+    reopen_window: float,
+    now: datetime,
+    events: list[dict[str, Any]] | None,
+) -> tuple[asyncpg.Record, bool]:
     who = _actor_name(actor)
     await store.lock_group(conn, source, group_key)
     found = await store.group_incident(conn, source, group_key)
@@ -394,13 +434,15 @@ async def ingest_group(
                 reopen_window=policy.reopen_window,
                 now=now,
                 events=result.events,
+                alerts=len(group.alerts),
             )
         else:
             # Only resolutions: never open an incident for them. Record them on the
             # group's active incident, else on its latest one (already resolved by a
             # responder, say); a group we never saw firing is acknowledged and dropped.
-            await store.lock_group(conn, group.source, group.group_key)
-            found = await store.group_incident(conn, group.source, group.group_key)
+            with tracing.grouping_span(alerts=len(group.alerts), group_key=group.group_key):
+                await store.lock_group(conn, group.source, group.group_key)
+                found = await store.group_incident(conn, group.source, group.group_key)
             if found is None:
                 return result
             incident = found

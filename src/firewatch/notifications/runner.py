@@ -8,7 +8,9 @@ import signal
 
 import structlog
 
+from firewatch import __version__
 from firewatch.notifications.service import Worker, config_from_settings
+from firewatch.observability import tracing
 from firewatch.runtime import migrations
 from firewatch.runtime.database import create_pool
 from firewatch.settings import Settings
@@ -23,6 +25,7 @@ async def run(settings: Settings) -> None:
     if settings.migrate_on_start:
         await migrations.upgrade(dsn)
     cfg = config_from_settings(settings)
+    tracing.configure(__version__)  # delivery spans, from the OTEL_* variables
     pool = await create_pool(
         dsn,
         min_size=1,
@@ -40,3 +43,4 @@ async def run(settings: Settings) -> None:
         log.info("worker stopped")
     finally:
         await pool.close()
+        tracing.shutdown()

@@ -36,7 +36,7 @@ from firewatch.notifications.model import (
     signature,
     slack_message,
 )
-from firewatch.observability import metrics
+from firewatch.observability import metrics, tracing
 from firewatch.runtime.database import PgPool
 from firewatch.settings import Settings
 
@@ -176,16 +176,24 @@ async def deliver_one(pool: PgPool, http: httpx.AsyncClient, cfg: WorkerConfig) 
         started = time.monotonic()
         status_code: int | None = None
         error: str | None = None
-        try:
-            response = await http.post(
-                row["url"], content=body, headers=headers, timeout=cfg.timeout
-            )
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"HTTP {status_code}"
-        except httpx.HTTPError as exc:
-            # The exception text may hold the URL (a Slack URL is a secret): type only.
-            error = type(exc).__name__
+        # The delivery span continues the trace of the change that queued it; the
+        # URL's path is left out of it (a Slack webhook path is the secret).
+        with tracing.notification_span(
+            row["kind"], row["url"], parent=row["traceparent"], with_path=False
+        ) as span:
+            tracing.inject_trace_headers(headers)
+            try:
+                response = await http.post(
+                    row["url"], content=body, headers=headers, timeout=cfg.timeout
+                )
+                status_code = response.status_code
+                tracing.set_http_status(span, status_code)
+                if not 200 <= status_code < 300:
+                    error = f"HTTP {status_code}"
+            except httpx.HTTPError as exc:
+                # The exception text may hold the URL (a Slack URL is a secret): type only.
+                error = type(exc).__name__
+                tracing.set_error(span, error)
         duration_ms = int((time.monotonic() - started) * 1000)
         next_at: datetime | None = None
         if error is None:

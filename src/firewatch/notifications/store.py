@@ -23,8 +23,8 @@ NOTIFICATION_COLUMNS = (
 # added later does not receive old events, and one removed later keeps its history.
 _ENQUEUE = f"""
 WITH ins AS (
-    INSERT INTO notifications (destination_id, incident_id, event_kind, payload)
-    SELECT d.id, $1, $2, $3::jsonb
+    INSERT INTO notifications (destination_id, incident_id, event_kind, payload, traceparent)
+    SELECT d.id, $1, $2, $3::jsonb, $6
       FROM notification_destinations d
      WHERE d.enabled
        AND $4::smallint <= d.min_severity
@@ -46,15 +46,21 @@ async def enqueue(
     severity: int,
     service: str | None,
     payload: dict[str, Any],
+    traceparent: str | None = None,
 ) -> int:
-    """Queue one notification per matching destination; returns how many."""
-    n = await conn.fetchval(_ENQUEUE, incident_id, event_kind, payload, severity, service)
+    """Queue one notification per matching destination; returns how many.
+
+    ``traceparent`` (of the span making the change) lets delivery continue its trace.
+    """
+    n = await conn.fetchval(
+        _ENQUEUE, incident_id, event_kind, payload, severity, service, traceparent
+    )
     return int(n or 0)
 
 
 _CLAIM = """
 SELECT n.id, n.destination_id, n.incident_id, n.event_kind, n.payload, n.attempts,
-       d.kind, d.url, d.secret
+       n.traceparent, d.kind, d.url, d.secret
   FROM notifications n
   JOIN notification_destinations d ON d.id = n.destination_id
  WHERE n.status = 'pending' AND n.next_attempt_at <= now()

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from firewatch.observability.redact import scrub_text
@@ -41,12 +42,14 @@ __all__ = [
     "SpanKind",
     "configure",
     "current_ids",
+    "current_traceparent",
     "enabled",
     "grouping_span",
     "ingest_span",
     "inject_trace_headers",
     "notification_span",
     "scoring_span",
+    "set_error",
     "set_http_status",
     "shutdown",
     "span",
@@ -58,6 +61,7 @@ SpanScope = AbstractContextManager[Span]
 
 _tracer = trace.get_tracer(TRACER_NAME)  # a proxy: follows the provider set by configure()
 _provider: Any = None  # the SDK TracerProvider once configure() enabled tracing
+_W3C = TraceContextTextMapPropagator()  # stored parents are W3C, whatever OTEL_PROPAGATORS says
 
 
 def _truthy(name: str) -> bool:
@@ -161,6 +165,7 @@ def span(
     *,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, AttributeValue] | None = None,
+    parent: str | None = None,
     **attrs: AttributeValue,
 ) -> Iterator[Span]:
     """A child span of the current one, current for the ``with`` block.
@@ -168,10 +173,16 @@ def span(
     Attributes come from ``attributes`` (for dotted semantic-convention names such as
     ``{"http.request.method": "POST"}``) and keyword arguments (used verbatim). An
     exception escaping the block is recorded on the span and sets its status to ERROR.
+    ``parent``, a W3C ``traceparent`` saved earlier (:func:`current_traceparent`),
+    makes the span a child of that span instead, continuing its trace: work done
+    later, elsewhere (a queued notification) joins the trace of what caused it.
     """
     merged: dict[str, AttributeValue] = dict(attributes or {})
     merged.update(attrs)
-    with _tracer.start_as_current_span(name, kind=kind, attributes=merged) as current:
+    context = _W3C.extract({"traceparent": parent}) if parent else None
+    with _tracer.start_as_current_span(
+        name, context=context, kind=kind, attributes=merged
+    ) as current:
         yield current
 
 
@@ -219,14 +230,26 @@ def _safe_url(url: str) -> tuple[str, str | None, int | None]:
     return urlunsplit((parts.scheme, netloc, parts.path, "", "")), host, port
 
 
-def notification_span(channel: str, url: str, *, method: str = "POST") -> SpanScope:
+def notification_span(
+    channel: str,
+    url: str,
+    *,
+    method: str = "POST",
+    parent: str | None = None,
+    with_path: bool = True,
+) -> SpanScope:
     """CLIENT span around one notification delivery attempt (HTTP semantic conventions).
 
     Inside the block, call :func:`inject_trace_headers` on the outbound headers so the
     receiver continues the trace, and :func:`set_http_status` with the response code.
-    The URL is recorded without credentials or query string.
+    The URL is recorded without credentials or query string, and without its path
+    when ``with_path`` is False (a Slack incoming-webhook path is itself the secret).
+    ``parent`` is the ``traceparent`` of the change that queued the notification
+    (see :func:`span`).
     """
     full, host, port = _safe_url(url)
+    if not with_path:
+        full = urlunsplit(urlsplit(full)._replace(path=""))
     attributes: dict[str, AttributeValue] = {
         "http.request.method": method.upper(),
         "url.full": full,
@@ -236,7 +259,7 @@ def notification_span(channel: str, url: str, *, method: str = "POST") -> SpanSc
         attributes["server.address"] = host
     if port is not None:
         attributes["server.port"] = port
-    return span(method.upper(), kind=SpanKind.CLIENT, attributes=attributes)
+    return span(method.upper(), kind=SpanKind.CLIENT, attributes=attributes, parent=parent)
 
 
 def set_http_status(current: Span, status_code: int) -> None:
@@ -246,11 +269,28 @@ def set_http_status(current: Span, status_code: int) -> None:
         current.set_status(Status(StatusCode.ERROR))
 
 
+def set_error(current: Span, error_type: str) -> None:
+    """Mark a span failed by an error that was handled (``error.type`` convention)."""
+    current.set_attribute("error.type", error_type)
+    current.set_status(Status(StatusCode.ERROR))
+
+
 def inject_trace_headers(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
     """Add W3C ``traceparent`` (and ``tracestate``/``baggage``) of the current span to
     ``headers`` (a dict or ``httpx.Headers``) and return it. No-op without a span."""
     propagate.inject(headers)
     return headers
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the active span, or None (no span, tracing off).
+
+    Stored beside queued work so that whoever runs it later continues this trace.
+    """
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
 def current_ids() -> tuple[str, str] | None:
