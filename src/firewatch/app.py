@@ -19,6 +19,7 @@ from firewatch.audit.service import run_sealer
 from firewatch.auth import api as auth_api
 from firewatch.auth.runtime import AuthState
 from firewatch.detection import api as detection_api
+from firewatch.detection.similar_service import SimilarState, run_suggester
 from firewatch.events import api as events_api
 from firewatch.http import health, problems
 from firewatch.http.body_limit import BodyLimitMiddleware
@@ -61,12 +62,13 @@ def create_app(settings: Settings) -> FastAPI:
         sealer = asyncio.create_task(
             run_sealer(app.state.pool, settings.audit_seal_interval), name="audit-sealer"
         )
+        # similar incidents: this app's own index (never shared across event loops)
+        app.state.similar = SimilarState()
         suggester = None
         if settings.similar_suggest_interval > 0:  # similar incidents for new incidents
-            from firewatch.detection.similar_service import run_suggester
-
             suggester = asyncio.create_task(
                 run_suggester(
+                    app.state.similar,
                     app.state.pool,
                     settings.similar_k,
                     settings.similar_suggest_interval,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from typing import Any
 
 import httpx
 
 from firewatch.detection import similar_service
-from firewatch.detection.similar import SimilarIndex, incident_text
+from firewatch.detection.similar import Match, SimilarIndex, incident_text
 from firewatch.runtime.database import PgPool
 
 API = "/api/v1/incidents"
@@ -36,6 +38,84 @@ def test_index_ranks_the_closest_text_first_and_updates_incrementally() -> None:
     assert {m.incident_id for m in index.query("ranker auc", 2)} == {1, 3}
     assert index.query("ranker auc", 5, exclude=1)[0].incident_id == 3
     assert index.query("zzzz unknown words", 3) == []
+
+
+def _corpus_index(size: int = 600) -> tuple[SimilarIndex, list[int], list[str]]:
+    from firewatch.detection.evaluation import _corpus
+
+    ids, texts, _ = _corpus(size, size // 10, seed=3)
+    index = SimilarIndex()
+    index.build(ids, texts)
+    return index, ids, texts
+
+
+def _pairs(matches: list[Match]) -> list[tuple[int, float]]:
+    return [(m.incident_id, m.score) for m in matches]
+
+
+def test_batch_query_equals_single_queries_and_keeps_only_earlier_incidents() -> None:
+    index, ids, texts = _corpus_index()
+    index.upsert([(ids[i], texts[i] + " reopened after rollback") for i in range(0, 600, 40)])
+    picked = list(range(5, 600, 37))
+    batch = index.query_many(
+        [texts[i] for i in picked], 5, exclude=[ids[i] for i in picked], before=None
+    )
+    assert [_pairs(b) for b in batch] == [
+        _pairs(index.query(texts[i], 5, exclude=ids[i])) for i in picked
+    ]
+    earlier = index.query_many(
+        [texts[i] for i in picked],
+        5,
+        exclude=[ids[i] for i in picked],
+        before=[ids[i] for i in picked],
+    )
+    for i, answer in zip(picked, earlier, strict=True):
+        assert all(m.incident_id < ids[i] for m in answer)
+        assert [m.score for m in answer] == sorted((m.score for m in answer), reverse=True)
+    assert any(answer for answer in earlier)
+    assert index.query_many([], 5) == []
+
+
+def test_compaction_gives_the_same_answers_as_a_fresh_build() -> None:
+    index, ids, texts = _corpus_index()
+    changed = {ids[i]: f"{texts[i]} gpu quota exhausted {i}" for i in range(0, 600, 3)}
+    index.upsert(changed.items())
+    assert index.side_size == len(changed)
+    assert index.needs_rebuild(minimum=10)
+    index.compact()
+    assert index.side_size == 0
+    assert len(index) == 600
+    current = dict(zip(ids, texts, strict=True)) | changed
+    fresh = SimilarIndex()
+    fresh.build(list(current), list(current.values()))
+    for i in range(0, 600, 29):
+        assert _pairs(index.query(current[ids[i]], 5)) == _pairs(fresh.query(current[ids[i]], 5))
+
+
+def test_queries_run_while_another_thread_upserts() -> None:
+    index, ids, texts = _corpus_index()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for n in range(30):
+                index.upsert([(ids[(n * 7 + j) % 600], texts[j] + f" w{n}") for j in range(20)])
+                if n % 10 == 9:
+                    index.compact()
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    queries = 0
+    while writer.is_alive() or queries < 50:
+        found = index.query(texts[queries % 600], 3, exclude=ids[queries % 600])
+        assert found
+        assert all(0 < m.score <= 1 for m in found)
+        queries += 1
+    writer.join()
+    assert errors == []
+    assert len(index) == 600
 
 
 async def test_similar_endpoint_returns_resolutions_and_follows_changes(
@@ -80,7 +160,9 @@ async def test_similar_endpoint_returns_resolutions_and_follows_changes(
     assert third["id"] in [i["id"] for i in r.json()["items"]]
 
     # Suggestions at open time are stored once per new incident.
-    assert await similar_service.suggest_new(pool, 5, 300.0, limit=10_000) >= 0
+    state = similar_service.SimilarState()  # a fresh index, built from the database
+    assert await similar_service.suggest_new(state, pool, 5, 300.0, limit=10_000) >= 1
+    assert await similar_service.suggest_new(state, pool, 5, 300.0, limit=10_000) == 0
     stored = (await client.get(f"{API}/{second['id']}/similar")).json()["suggested_at_open"]
     assert stored is not None
     assert stored["items"][0]["id"] == first["id"]
@@ -93,3 +175,19 @@ async def test_similar_bad_refs(client: httpx.AsyncClient) -> None:
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
     assert (await client.get(f"{API}/1/similar", params={"k": 0})).status_code == 422
+
+
+async def test_concurrent_first_queries_share_one_build(
+    client: httpx.AsyncClient, pool: PgPool
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    first = await _make(client, title=f"Vector db {tag} compaction stalled", service=f"vdb-{tag}")
+    second = await _make(client, title=f"Vector db {tag} compaction stalled again")
+    state = similar_service.SimilarState()
+    answers = await asyncio.gather(
+        *(similar_service.similar(state, pool, second["number"], 3, 300.0) for _ in range(6))
+    )
+    assert all(a["items"] == answers[0]["items"] for a in answers)
+    assert answers[0]["items"][0]["id"] == first["id"]
+    assert state.built is None
+    assert state.index is not None

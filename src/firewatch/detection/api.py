@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from starlette.responses import Response
 
 from firewatch.auth.principal import Principal
 from firewatch.auth.rbac import Permission, require
-from firewatch.detection import registry, service
+from firewatch.detection import registry, service, similar_service
 from firewatch.detection.anomaly import DetectorParams
 from firewatch.detection.model import STREAM_NAME_PATTERN, Point
 from firewatch.errors import NotFoundError, UnprocessableError
@@ -312,15 +312,17 @@ async def check_drift(
 @similar_router.get("/{ref}/similar", summary="Similar past incidents and their resolutions")
 async def similar(
     ref: str,
+    request: Request,
     caller: Reader,
     pool: Pool,
     settings: Config,
     k: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> Response:
-    from firewatch.detection import similar_service
-
     incident_id = parse_ref(ref)
     if incident_id is None:
         raise NotFoundError(f"{ref!r} is not an incident reference (expected INC-<n>)")
-    data = await similar_service.similar(pool, incident_id, k, settings.similar_rebuild_seconds)
+    state: similar_service.SimilarState = request.app.state.similar
+    data = await similar_service.similar(
+        state, pool, incident_id, k, settings.similar_rebuild_seconds
+    )
     return JSONResponse(data)

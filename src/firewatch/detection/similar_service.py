@@ -1,26 +1,40 @@
-"""Similar incidents, kept current: each process holds a :class:`SimilarIndex`.
+"""Similar incidents, kept current: each app holds one :class:`SimilarState`.
 
-Before answering, the index catches up on incidents changed since it last looked
-(``updated_at`` watermark, indexed): changed incidents are re-vectorised
-incrementally. It is rebuilt from scratch (IDF refitted) when the incremental part
-exceeds 10% of the index or the index is older than
-``FIREWATCH_SIMILAR_REBUILD_SECONDS``. Resolution notes are the note of the latest
-move to ``resolved`` in the timeline (which also bumps ``updated_at``).
+The state is created by the app's lifespan (``app.state.similar``) and belongs to
+that app and its event loop; nothing here is module-global. Before answering, the
+index catches up on incidents changed since it last looked (``updated_at``
+watermark, indexed): changed incidents are re-vectorised incrementally into the
+index's side matrix, which is folded back (:meth:`SimilarIndex.compact`, IDF refitted,
+no text re-read) when it exceeds 10% of the index. The index is rebuilt from the
+database when it is older than ``FIREWATCH_SIMILAR_REBUILD_SECONDS``. Resolution
+notes are the note of the latest move to ``resolved`` in the timeline (which also
+bumps ``updated_at``).
 
 Suggestions on new incidents: :func:`suggest_new` stores the top-k for each incident
-that has none yet (``incident_similar``), run periodically by the app.
+that has none yet (``incident_similar``), run periodically by the app: one query
+reads the pending incidents, one call scores them all, one query reads the
+suggested incidents' details and one statement stores every suggestion.
+
+Event loop: building, vectorising, compacting and scoring are CPU work and run in
+worker threads (``asyncio.to_thread``). No asyncio lock is held across those awaits:
+the index publishes immutable snapshots (queries never wait), and index writes plus
+the watermark move together under a ``threading.Lock`` taken only inside the
+synchronous functions that run in the worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import structlog
 
+from firewatch.detection.similar import Match, SimilarIndex, incident_text
 from firewatch.errors import NotFoundError
 from firewatch.incidents.model import display_ref
 from firewatch.runtime.database import Conn, PgPool
@@ -36,10 +50,10 @@ SELECT i.id, i.title, i.description, i.labels, i.service, i.category, i.updated_
   FROM incidents i
 """
 
+Watermark = tuple[datetime, int]
+
 
 def _text(row: asyncpg.Record) -> str:
-    from firewatch.detection.similar import incident_text
-
     return incident_text(
         title=row["title"],
         description=row["description"],
@@ -50,92 +64,118 @@ def _text(row: asyncpg.Record) -> str:
     )
 
 
-class _State:
+class SimilarState:
+    """One app's similar-incident index and how far it has read the incidents table."""
+
     def __init__(self) -> None:
-        self.index: Any = None
-        self.watermark: tuple[datetime, int] | None = None
+        self.index: SimilarIndex | None = None
+        self.watermark: Watermark | None = None
         self.built_at = 0.0
-        self.lock = asyncio.Lock()
+        # set while a build runs (on the event loop; waiters hold nothing while waiting)
+        self.built: asyncio.Event | None = None
+        self._write = threading.Lock()  # taken in worker threads only
+
+    # ----------------------------------------------- synchronous, in worker threads
+
+    def _install(self, rows: Sequence[asyncpg.Record]) -> SimilarIndex:
+        index = SimilarIndex()
+        index.build([r["id"] for r in rows], [_text(r) for r in rows])
+        with self._write:
+            self.index = index
+            self.watermark = max(((r["updated_at"], r["id"]) for r in rows), default=None)
+            self.built_at = time.monotonic()
+        return index
+
+    def _catch_up(self, index: SimilarIndex, rows: Sequence[asyncpg.Record]) -> None:
+        """Apply changed rows (ordered by updated_at, id) not yet seen by ``index``."""
+        with self._write:
+            if self.index is not index:  # rebuilt meanwhile: the new one catches up itself
+                return
+            seen = self.watermark
+            fresh = [r for r in rows if seen is None or (r["updated_at"], r["id"]) > seen]
+            if not fresh:
+                return
+            index.upsert((r["id"], _text(r)) for r in fresh)
+            self.watermark = (fresh[-1]["updated_at"], fresh[-1]["id"])
+            if index.needs_rebuild():
+                index.compact()
 
 
-_state = _State()
-
-
-def reset() -> None:
-    global _state
-    _state = _State()
-
-
-async def _refresh(pool: PgPool, rebuild_seconds: float) -> Any:
-    from firewatch.detection.similar import SimilarIndex
-
-    async with _state.lock:
-        stale = time.monotonic() - _state.built_at > rebuild_seconds
-        if _state.index is None or stale or _state.index.needs_rebuild():
+async def _refresh(state: SimilarState, pool: PgPool, rebuild_seconds: float) -> SimilarIndex:
+    """The index, built if missing or old, caught up with changed incidents."""
+    if state.index is None and state.built is not None:  # another caller is building it
+        await state.built.wait()
+    index = state.index
+    old = time.monotonic() - state.built_at > rebuild_seconds
+    if (index is None or old) and state.built is None:
+        state.built = done = asyncio.Event()
+        try:
             async with pool.acquire() as conn:
                 rows = await conn.fetch(_TEXT + " ORDER BY i.id")
-            index = SimilarIndex()
-            ids = [r["id"] for r in rows]
-            texts = [_text(r) for r in rows]
-            await asyncio.to_thread(index.build, ids, texts)
-            _state.index = index
-            _state.built_at = time.monotonic()
-            _state.watermark = max(((r["updated_at"], r["id"]) for r in rows), default=None)
+            index = await asyncio.to_thread(state._install, rows)
             log.info("similar-incident index built", incidents=len(rows))
             return index
-        if _state.watermark is not None:
-            async with pool.acquire() as conn:
-                rows = await conn.fetch(
-                    _TEXT + " WHERE (i.updated_at, i.id) > ($1, $2) ORDER BY i.updated_at, i.id",
-                    *_state.watermark,
-                )
+        finally:
+            state.built = None
+            done.set()
+    if index is None:  # the build we waited for failed: the next call retries
+        raise RuntimeError("the similar-incident index is not available yet")
+    mark = state.watermark
+    async with pool.acquire() as conn:
+        if mark is None:
+            rows = await conn.fetch(_TEXT + " ORDER BY i.updated_at, i.id")
         else:
-            async with pool.acquire() as conn:
-                rows = await conn.fetch(_TEXT + " ORDER BY i.updated_at, i.id")
-        if rows:
-            _state.index.upsert((r["id"], _text(r)) for r in rows)
-            _state.watermark = (rows[-1]["updated_at"], rows[-1]["id"])
-        return _state.index
+            rows = await conn.fetch(
+                _TEXT + " WHERE (i.updated_at, i.id) > ($1, $2) ORDER BY i.updated_at, i.id",
+                *mark,
+            )
+    if rows:
+        await asyncio.to_thread(state._catch_up, index, rows)
+    return index
 
 
-async def _details(conn: Conn, matches: list[Any]) -> list[dict[str, Any]]:
-    if not matches:
-        return []
+def _item(r: asyncpg.Record, score: float) -> dict[str, Any]:
+    return {
+        "id": display_ref(r["id"]),
+        "title": r["title"],
+        "status": r["status"],
+        "severity": f"SEV{r['severity']}",
+        "service": r["service"],
+        "category": r["category"],
+        "score": score,
+        "resolved_at": r["resolved_at"],
+        "resolution": r["resolution"],
+    }
+
+
+async def _details(conn: Conn, answers: Sequence[list[Match]]) -> list[list[dict[str, Any]]]:
+    """The matched incidents of every answer, read in one query (deleted ones dropped)."""
+    wanted = sorted({m.incident_id for matches in answers for m in matches})
+    if not wanted:
+        return [[] for _ in answers]
     rows = await conn.fetch(
         _TEXT.replace("i.updated_at,", "i.updated_at, i.status, i.resolved_at, i.severity,")
         + " WHERE i.id = ANY($1::bigint[])",
-        [m.incident_id for m in matches],
+        wanted,
     )
     by_id = {r["id"]: r for r in rows}
-    out = []
-    for m in matches:
-        r = by_id.get(m.incident_id)
-        if r is None:  # deleted since indexed
-            continue
-        out.append(
-            {
-                "id": display_ref(r["id"]),
-                "title": r["title"],
-                "status": r["status"],
-                "severity": f"SEV{r['severity']}",
-                "service": r["service"],
-                "category": r["category"],
-                "score": m.score,
-                "resolved_at": r["resolved_at"],
-                "resolution": r["resolution"],
-            }
-        )
-    return out
+    return [
+        [_item(by_id[m.incident_id], m.score) for m in matches if m.incident_id in by_id]
+        for matches in answers
+    ]
 
 
-async def similar(pool: PgPool, incident_id: int, k: int, rebuild_seconds: float) -> dict[str, Any]:
-    index = await _refresh(pool, rebuild_seconds)
+async def similar(
+    state: SimilarState, pool: PgPool, incident_id: int, k: int, rebuild_seconds: float
+) -> dict[str, Any]:
     async with pool.acquire() as conn:
         row = await conn.fetchrow(_TEXT + " WHERE i.id = $1", incident_id)
-        if row is None:
-            raise NotFoundError(f"incident {display_ref(incident_id)} does not exist")
-        matches = index.query(_text(row), k, exclude=incident_id)
-        items = await _details(conn, matches)
+    if row is None:
+        raise NotFoundError(f"incident {display_ref(incident_id)} does not exist")
+    index = await _refresh(state, pool, rebuild_seconds)
+    matches = await asyncio.to_thread(index.query, _text(row), k, incident_id)
+    async with pool.acquire() as conn:
+        (items,) = await _details(conn, [matches])
         stored = await conn.fetchrow(
             "SELECT computed_at, suggestions FROM incident_similar WHERE incident_id = $1",
             incident_id,
@@ -151,48 +191,53 @@ async def similar(pool: PgPool, incident_id: int, k: int, rebuild_seconds: float
     }
 
 
-async def suggest_new(pool: PgPool, k: int, rebuild_seconds: float, limit: int = 100) -> int:
+_PENDING = (
+    _TEXT
+    + """
+ WHERE i.opened_at > now() - interval '1 day'
+   AND NOT EXISTS (SELECT 1 FROM incident_similar s WHERE s.incident_id = i.id)
+ ORDER BY i.id LIMIT $1
+"""
+)
+
+# One statement for the whole batch; ignores a row another process wrote first.
+_STORE = """
+INSERT INTO incident_similar (incident_id, suggestions)
+SELECT (e.key)::bigint, e.value FROM jsonb_each($1::jsonb) AS e
+ON CONFLICT (incident_id) DO NOTHING
+"""
+
+
+async def suggest_new(
+    state: SimilarState, pool: PgPool, k: int, rebuild_seconds: float, limit: int = 100
+) -> int:
     """Store the top-k similar past incidents for incidents that have none yet (opened
     in the last day). Safe to run in every replica: the insert ignores a row another
     process wrote first. Returns how many were stored."""
     async with pool.acquire() as conn:
-        pending = await conn.fetch(
-            """
-            SELECT i.id FROM incidents i
-             WHERE i.opened_at > now() - interval '1 day'
-               AND NOT EXISTS (SELECT 1 FROM incident_similar s WHERE s.incident_id = i.id)
-             ORDER BY i.id LIMIT $1
-            """,
-            limit,
-        )
+        pending = await conn.fetch(_PENDING, limit)
     if not pending:
         return 0
-    index = await _refresh(pool, rebuild_seconds)
-    stored = 0
+    index = await _refresh(state, pool, rebuild_seconds)
+    ids = [r["id"] for r in pending]
+    texts = [_text(r) for r in pending]
+    # only incidents opened before this one are "past" incidents
+    answers = await asyncio.to_thread(index.query_many, texts, k, exclude=ids, before=ids)
     async with pool.acquire() as conn:
-        for p in pending:
-            row = await conn.fetchrow(_TEXT + " WHERE i.id = $1", p["id"])
-            if row is None:
-                continue
-            # only incidents opened before this one are "past" incidents
-            matches = [m for m in index.query(_text(row), k * 3, exclude=p["id"])]
-            matches = [m for m in matches if m.incident_id < p["id"]][:k]
-            items = await _details(conn, matches)
-            result = await conn.execute(
-                "INSERT INTO incident_similar (incident_id, suggestions) VALUES ($1, $2) "
-                "ON CONFLICT (incident_id) DO NOTHING",
-                p["id"],
-                items,
-            )
-            stored += result.endswith(" 1")
-    return stored
+        items = await _details(conn, answers)
+        result = await conn.execute(
+            _STORE, {str(i): found for i, found in zip(ids, items, strict=True)}
+        )
+    return int(result.split()[-1])
 
 
-async def run_suggester(pool: PgPool, k: int, interval: float, rebuild_seconds: float) -> None:
+async def run_suggester(
+    state: SimilarState, pool: PgPool, k: int, interval: float, rebuild_seconds: float
+) -> None:
     """The app's background loop: suggestions for new incidents every ``interval`` s."""
     while True:
         try:
-            await suggest_new(pool, k, rebuild_seconds)
+            await suggest_new(state, pool, k, rebuild_seconds)
         except asyncio.CancelledError:
             raise
         except Exception:  # keep the loop alive across database hiccups
