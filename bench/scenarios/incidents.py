@@ -111,8 +111,9 @@ def run(ctx: BenchContext) -> Report:
         "(Python side only; PostgreSQL's CPU is not in it): steadier than req/s on a busy host."
     )
     table.notes.append(
-        "firewatch create = incident + 'created' timeline row (one statement); the baselines "
-        "insert the incident only."
+        "firewatch create = incident + 'created' timeline row + audit entry + notifications "
+        "of matching destinations (none here), one statement; the baselines insert the "
+        "incident only."
     )
 
     def s(stack: str, load: str) -> Stat:

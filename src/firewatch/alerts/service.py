@@ -30,6 +30,7 @@ from firewatch.alerts.grouping import (
     system_transition,
 )
 from firewatch.auth.principal import Principal
+from firewatch.incidents import service as incidents_service
 from firewatch.incidents import store as incidents_store
 from firewatch.incidents.model import (
     ACTIVE_STATUSES,
@@ -38,7 +39,6 @@ from firewatch.incidents.model import (
     display_ref,
     transition,
 )
-from firewatch.notifications import store as notifications_store
 from firewatch.notifications.model import EventKind
 from firewatch.observability import tracing
 from firewatch.runtime.database import Conn, PgPool
@@ -94,36 +94,6 @@ def _lifecycle(row: asyncpg.Record) -> Lifecycle:
     )
 
 
-def notification_payload(
-    kind: EventKind,
-    row: asyncpg.Record,
-    *,
-    source: str | None,
-    group_key: str | None,
-    at: datetime,
-    details: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The JSON body a destination receives (Slack destinations get a rendering of it)."""
-    return {
-        "event": kind.value,
-        "at": at.isoformat().replace("+00:00", "Z"),
-        "incident": {
-            "id": display_ref(row["id"]),
-            "number": row["id"],
-            "title": row["title"],
-            "severity": f"SEV{row['severity']}",
-            "severity_level": row["severity"],
-            "status": row["status"],
-            "category": row["category"],
-            "service": row["service"],
-            "team": row["team"],
-            "source": source,
-            "group_key": group_key,
-        },
-        "details": details or {},
-    }
-
-
 async def _notify(
     conn: Conn,
     kind: EventKind,
@@ -134,17 +104,7 @@ async def _notify(
     at: datetime,
     details: dict[str, Any] | None = None,
 ) -> None:
-    await notifications_store.enqueue(
-        conn,
-        incident_id=row["id"],
-        event_kind=kind.value,
-        severity=row["severity"],
-        service=row["service"],
-        payload=notification_payload(
-            kind, row, source=source, group_key=group_key, at=at, details=details
-        ),
-        traceparent=tracing.current_traceparent(),
-    )
+    await incidents_service.notify(conn, kind, row["id"], at=at, details=details)
 
 
 async def upsert_group_incident(

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
+from typing import Any, Protocol
 
 
 class Severity(IntEnum):
@@ -85,6 +86,12 @@ class TransitionError(Exception):
         )
 
 
+class Row(Protocol):
+    """What the domain reads from an incident row: keyed access to its columns."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Lifecycle:
     """The status and the timestamps that MTTA/MTTR are computed from."""
@@ -96,6 +103,19 @@ class Lifecycle:
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     reopen_count: int = 0
+
+    @classmethod
+    def of(cls, row: Row) -> Lifecycle:
+        """From an incident row (a database record or a dict with its columns)."""
+        return cls(
+            status=Status(row["status"]),
+            opened_at=row["opened_at"],
+            acknowledged_at=row["acknowledged_at"],
+            mitigated_at=row["mitigated_at"],
+            resolved_at=row["resolved_at"],
+            closed_at=row["closed_at"],
+            reopen_count=row["reopen_count"],
+        )
 
 
 def allowed_next(status: Status) -> list[Status]:

@@ -1,4 +1,5 @@
-"""Incident use cases, one transaction each, with their timeline in that transaction."""
+"""Incident use cases, one transaction each, with their timeline, audit entries and
+notifications in that transaction."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ from firewatch.incidents.model import (
     display_ref,
     transition,
 )
-from firewatch.observability import metrics
+from firewatch.notifications import store as notifications_store
+from firewatch.notifications.model import EventKind, fields_event, transition_event
+from firewatch.observability import metrics, tracing
+from firewatch.runtime.database import Conn
 from firewatch.runtime.database import PgPool as Pool
 
 
@@ -57,8 +61,47 @@ def _check_version(row: asyncpg.Record, expected: int | None) -> None:
         )
 
 
-async def create_incident(pool: Pool, actor: Principal, new: NewIncident) -> asyncpg.Record:
-    labels = new.labels or {}
+# ------------------------------------------------------------------ in a transaction
+#
+# The one implementation of every incident change, for every caller: the API below,
+# alert ingestion, webhooks and detection (firewatch.alerts.service). Each takes the
+# connection of the caller's transaction and writes, in it, the change, its timeline
+# entry, its audit entry and its notifications, so they commit or roll back together.
+
+
+async def notify(
+    conn: Conn,
+    kind: EventKind,
+    incident_id: int,
+    *,
+    at: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Queue ``kind`` for the destinations whose filters match the incident as it now
+    stands; delivery continues the trace of the current span."""
+    await notifications_store.enqueue(
+        conn,
+        incident_id,
+        kind.value,
+        at=at,
+        details=details,
+        traceparent=tracing.current_traceparent(),
+    )
+
+
+async def open_incident(
+    conn: Conn,
+    actor: Principal,
+    new: NewIncident,
+    *,
+    now: datetime,
+    source: str | None = None,
+    group_key: str | None = None,
+    with_timeline_id: bool = False,
+) -> asyncpg.Record:
+    """Open an incident: row, 'created' entry, audit entry and ``incident.opened``
+    notifications, in one statement (one round trip). ``source``/``group_key`` mark an
+    incident opened by an integration for a group (see firewatch.alerts.service)."""
     snapshot: dict[str, Any] = {
         "title": new.title,
         "severity": new.severity,
@@ -68,23 +111,132 @@ async def create_incident(pool: Pool, actor: Principal, new: NewIncident) -> asy
         "team": new.team,
         "owner": new.owner,
     }
-    async with pool.acquire() as conn:
-        row = await store.create(
-            conn,
-            title=new.title,
-            description=new.description,
-            severity=new.severity,
-            category=new.category,
-            service=new.service,
-            team=new.team,
-            owner=new.owner,
-            labels=labels,
-            actor=actor.subject,
-            snapshot=snapshot,
-            actor_kind=actor.kind,
-            after_digest=digest(snapshot),
-            client=actor.client,
-        )
+    if source is not None:
+        snapshot.update(source=source, group_key=group_key)
+    return await store.create(
+        conn,
+        title=new.title,
+        description=new.description,
+        severity=new.severity,
+        category=new.category,
+        service=new.service,
+        team=new.team,
+        owner=new.owner,
+        labels=new.labels or {},
+        actor=actor.subject,
+        actor_kind=actor.kind,
+        client=actor.client,
+        snapshot=snapshot,
+        after_digest=digest(snapshot),
+        now=now,
+        source=source,
+        group_key=group_key,
+        audit_details={"source": source} if source is not None else None,
+        traceparent=tracing.current_traceparent(),
+        with_timeline_id=with_timeline_id,
+    )
+
+
+async def change_fields(
+    conn: Conn,
+    actor: Principal,
+    row: asyncpg.Record,
+    changes: dict[str, Any],
+    *,
+    now: datetime,
+    timeline_kind: str = "updated",
+) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """Apply field ``changes`` (keys of ``store.EDITABLE``, values that differ) to the
+    locked incident ``row``; returns the new row and the timeline entry. A raised
+    severity notifies ``incident.escalated``, anything else ``incident.updated``."""
+    before = {k: row[k] for k in changes}
+    updated = await store.update_fields(conn, row["id"], changes, now)
+    entry = await store.append_timeline(
+        conn,
+        row["id"],
+        actor=actor.subject,
+        kind=timeline_kind,
+        at=now,
+        before=before,
+        after=changes,
+    )
+    fields = sorted(changes)
+    await audit.record(
+        conn,
+        actor,
+        "incident.update",
+        target=display_ref(row["id"]),
+        before=before,
+        after=changes,
+        details={"fields": fields},
+    )
+    details: dict[str, Any] = {"fields": fields}
+    if "severity" in changes:
+        details["previous_severity"] = f"SEV{before['severity']}"
+    await notify(conn, fields_event(before, changes), row["id"], at=now, details=details)
+    return updated, entry
+
+
+async def move(
+    conn: Conn,
+    actor: Principal,
+    row: asyncpg.Record,
+    nxt: Lifecycle,
+    *,
+    now: datetime,
+    note: str | None = None,
+) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """Store the lifecycle ``nxt`` (computed by the state machine from ``row``, the
+    locked incident) with its timeline entry, audit entry and notification; returns
+    the new row and the timeline entry."""
+    current = Status(row["status"])
+    reopened = nxt.status is Status.OPEN
+    updated = await store.update_lifecycle(
+        conn,
+        row["id"],
+        status=nxt.status.value,
+        acknowledged_at=nxt.acknowledged_at,
+        mitigated_at=nxt.mitigated_at,
+        resolved_at=nxt.resolved_at,
+        closed_at=nxt.closed_at,
+        reopen_count=nxt.reopen_count,
+        now=now,
+    )
+    before, after = {"status": current.value}, {"status": nxt.status.value}
+    entry = await store.append_timeline(
+        conn,
+        row["id"],
+        actor=actor.subject,
+        kind="reopened" if reopened else "status_changed",
+        at=now,
+        before=before,
+        after=after,
+        note=note,
+    )
+    await audit.record(
+        conn,
+        actor,
+        "incident.reopen" if reopened else "incident.transition",
+        target=display_ref(row["id"]),
+        before=before,
+        after=after,
+    )
+    await notify(
+        conn,
+        transition_event(current, nxt.status),
+        row["id"],
+        at=now,
+        details={"reason": note} if note else None,
+    )
+    return updated, entry
+
+
+# ------------------------------------------------------------------ use cases
+
+
+async def create_incident(pool: Pool, actor: Principal, new: NewIncident) -> asyncpg.Record:
+    async with pool.acquire() as conn:  # one statement: its own transaction
+        row = await open_incident(conn, actor, new, now=_now())
     metrics.record_incident_opened(row["severity"])
     return row
 
@@ -114,26 +266,7 @@ async def update_incident(
         real = {k: v for k, v in changes.items() if row[k] != v}
         if not real:
             return row
-        now = _now()
-        updated = await store.update_fields(conn, incident_id, real, now)
-        await store.append_timeline(
-            conn,
-            incident_id,
-            actor=actor.subject,
-            kind="updated",
-            at=now,
-            before={k: row[k] for k in real},
-            after=real,
-        )
-        await audit.record(
-            conn,
-            actor,
-            "incident.update",
-            target=display_ref(incident_id),
-            before={k: row[k] for k in real},
-            after=real,
-            details={"fields": sorted(real)},
-        )
+        updated, _entry = await change_fields(conn, actor, row, real, now=_now())
         return updated
 
 
@@ -152,53 +285,16 @@ async def transition_incident(
         if row is None:
             raise _not_found(incident_id)
         _check_version(row, expected_version)
-        current = Lifecycle(
-            status=Status(row["status"]),
-            opened_at=row["opened_at"],
-            acknowledged_at=row["acknowledged_at"],
-            mitigated_at=row["mitigated_at"],
-            resolved_at=row["resolved_at"],
-            closed_at=row["closed_at"],
-            reopen_count=row["reopen_count"],
-        )
         now = _now()
         try:
-            nxt = transition(current, target, now)
+            nxt = transition(Lifecycle.of(row), target, now)
         except TransitionError as exc:
             raise InvalidTransitionError(
                 str(exc),
                 current_status=exc.current.value,
                 allowed=[s.value for s in exc.allowed],
             ) from None
-        updated = await store.update_lifecycle(
-            conn,
-            incident_id,
-            status=nxt.status.value,
-            acknowledged_at=nxt.acknowledged_at,
-            mitigated_at=nxt.mitigated_at,
-            resolved_at=nxt.resolved_at,
-            closed_at=nxt.closed_at,
-            reopen_count=nxt.reopen_count,
-            now=now,
-        )
-        await store.append_timeline(
-            conn,
-            incident_id,
-            actor=actor.subject,
-            kind="reopened" if target is Status.OPEN else "status_changed",
-            at=now,
-            before={"status": current.status.value},
-            after={"status": nxt.status.value},
-            note=note,
-        )
-        await audit.record(
-            conn,
-            actor,
-            "incident.reopen" if target is Status.OPEN else "incident.transition",
-            target=display_ref(incident_id),
-            before={"status": current.status.value},
-            after={"status": nxt.status.value},
-        )
+        updated, _entry = await move(conn, actor, row, nxt, now=now, note=note)
         return updated
 
 
@@ -207,8 +303,9 @@ async def add_comment(pool: Pool, actor: Principal, incident_id: int, body: str)
         row = await store.get(conn, incident_id, for_update=True)
         if row is None:
             raise _not_found(incident_id)
+        now = _now()
         entry = await store.append_timeline(
-            conn, incident_id, actor=actor.subject, kind="comment", at=_now(), note=body
+            conn, incident_id, actor=actor.subject, kind="comment", at=now, note=body
         )
         await audit.record(
             conn,
@@ -216,6 +313,13 @@ async def add_comment(pool: Pool, actor: Principal, incident_id: int, body: str)
             "incident.comment",
             target=display_ref(incident_id),
             after={"timeline_id": entry["id"], "body": body},
+        )
+        await notify(
+            conn,
+            EventKind.COMMENTED,
+            incident_id,
+            at=now,
+            details={"timeline_id": entry["id"], "comment": body},
         )
         return entry
 

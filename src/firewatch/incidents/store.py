@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from firewatch.notifications import store as notifications_store
 from firewatch.runtime.database import Conn
 
 COLUMNS = (
@@ -24,19 +25,26 @@ COLUMNS = (
 _CREATE = f"""
 WITH inc AS (
     INSERT INTO incidents (title, description, severity, category, service, team, owner,
-                           labels, created_by)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-    RETURNING {COLUMNS}
+                           labels, created_by, source, group_key, opened_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+    RETURNING {COLUMNS}, source, group_key
 ), tl AS (
     INSERT INTO incident_timeline (incident_id, at, actor, kind, after)
-    SELECT id, opened_at, created_by, 'created', $10::jsonb FROM inc
+    SELECT id, opened_at, created_by, 'created', $13::jsonb FROM inc
+    RETURNING id
 ), au AS (
     -- the audit entry, in this same statement (so the same transaction); see audit/
-    INSERT INTO audit_log (actor, actor_kind, action, target, after_digest, client)
-    SELECT created_by, $11, 'incident.create', 'INC-' || id, $12, $13 FROM inc
-)
-SELECT * FROM inc
+    INSERT INTO audit_log (actor, actor_kind, action, target, after_digest, client, details)
+    SELECT created_by, $14, 'incident.create', 'INC-' || id, $15, $16, $17::jsonb FROM inc
+), nt AS ({
+    notifications_store.enqueue_statement(
+        "inc", kind="'incident.opened'", at="$12", details="NULL", traceparent="$18"
+    )
+})
 """
+_WOKEN = f"FROM inc CROSS JOIN ({notifications_store.wake_select('nt')}) w"
+_CREATE_PLAIN = f"{_CREATE} SELECT {COLUMNS} {_WOKEN}"
+_CREATE_WITH_TIMELINE = f"{_CREATE} SELECT {COLUMNS}, (SELECT id FROM tl) AS timeline_id {_WOKEN}"
 
 
 async def create(
@@ -51,14 +59,25 @@ async def create(
     owner: str | None,
     labels: dict[str, str],
     actor: str,
+    actor_kind: str,
+    client: str | None,
     snapshot: dict[str, Any],
-    actor_kind: str = "user",
-    after_digest: str | None = None,
-    client: str | None = None,
+    after_digest: str | None,
+    now: datetime,
+    source: str | None = None,
+    group_key: str | None = None,
+    audit_details: dict[str, Any] | None = None,
+    traceparent: str | None = None,
+    with_timeline_id: bool = False,
 ) -> asyncpg.Record:
-    """Insert an incident, its 'created' timeline entry and audit entry in one statement."""
+    """Open an incident in one statement: the row, its 'created' timeline entry, its
+    audit entry and an ``incident.opened`` notification per matching destination.
+
+    Returns the ``COLUMNS`` of the new row, plus ``timeline_id`` (of the 'created'
+    entry) when ``with_timeline_id``.
+    """
     row = await conn.fetchrow(
-        _CREATE,
+        _CREATE_WITH_TIMELINE if with_timeline_id else _CREATE_PLAIN,
         title,
         description,
         severity,
@@ -68,10 +87,15 @@ async def create(
         owner,
         labels,
         actor,
+        source,
+        group_key,
+        now,
         snapshot,
         actor_kind,
         after_digest,
         client,
+        audit_details or {},
+        traceparent,
     )
     assert row is not None
     return row

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from firewatch.incidents.model import Status
+
 SIGNATURE_VERSION = "v1"
 
 
@@ -16,10 +18,38 @@ class EventKind(StrEnum):
     OPENED = "incident.opened"
     REOPENED = "incident.reopened"
     ACKNOWLEDGED = "incident.acknowledged"
+    INVESTIGATING = "incident.investigating"
     MITIGATED = "incident.mitigated"
     RESOLVED = "incident.resolved"
+    CLOSED = "incident.closed"
     REGRESSED = "incident.regressed"
     ESCALATED = "incident.escalated"
+    UPDATED = "incident.updated"
+    COMMENTED = "incident.commented"
+
+
+_MOVES = {
+    Status.OPEN: EventKind.REOPENED,  # the only way into open is a reopen
+    Status.ACKNOWLEDGED: EventKind.ACKNOWLEDGED,
+    Status.INVESTIGATING: EventKind.INVESTIGATING,
+    Status.MITIGATED: EventKind.MITIGATED,
+    Status.RESOLVED: EventKind.RESOLVED,
+    Status.CLOSED: EventKind.CLOSED,
+}
+
+
+def transition_event(current: Status, target: Status) -> EventKind:
+    """The event of a lifecycle move; back from mitigated to investigating is a regression."""
+    if current is Status.MITIGATED and target is Status.INVESTIGATING:
+        return EventKind.REGRESSED
+    return _MOVES[target]
+
+
+def fields_event(before: Mapping[str, Any], after: Mapping[str, Any]) -> EventKind:
+    """A field edit that raises the severity (SEV3 -> SEV2) is an escalation."""
+    if "severity" in after and after["severity"] < before["severity"]:
+        return EventKind.ESCALATED
+    return EventKind.UPDATED
 
 
 class DestinationKind(StrEnum):

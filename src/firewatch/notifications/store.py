@@ -19,42 +19,86 @@ NOTIFICATION_COLUMNS = (
     "n.attempts, n.next_attempt_at, n.created_at, n.delivered_at, n.last_error"
 )
 
-# Filters run here, at enqueue time, in the transaction of the change: a destination
-# added later does not receive old events, and one removed later keeps its history.
-_ENQUEUE = f"""
-WITH ins AS (
+# What a destination receives, built from the incident row ``i`` as it stands in the
+# transaction of the change (so every path, and every event of one incident, sends
+# the same fields). ``{kind}``, ``{at}`` and ``{details}`` are SQL parameters.
+_PAYLOAD = """
+jsonb_build_object(
+    'event', {kind}::text,
+    'at', to_char({at}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'incident', jsonb_build_object(
+        'id', 'INC-' || i.id, 'number', i.id, 'title', i.title,
+        'severity', 'SEV' || i.severity, 'severity_level', i.severity,
+        'status', i.status, 'category', i.category, 'service', i.service, 'team', i.team,
+        'source', i.source, 'group_key', i.group_key),
+    'details', coalesce({details}::jsonb, '{{}}'::jsonb))
+"""
+
+
+def enqueue_statement(incident: str, *, kind: str, at: str, details: str, traceparent: str) -> str:
+    """``INSERT ... SELECT`` queuing one notification per destination whose filters
+    match the incident row(s) ``incident`` (a table expression with the incidents
+    columns, ``source`` and ``group_key`` included); the other arguments are SQL
+    parameters (``$n``). Usable alone or as a data-modifying CTE of a larger
+    statement, so a change and its notifications can be one round trip.
+
+    Filters run here, at enqueue time, in the transaction of the change: a
+    destination added later does not receive old events, and one removed later
+    keeps its history. Only ever called with fixed fragments (module constants).
+    """
+    payload = _PAYLOAD.format(kind=kind, at=at, details=details)
+    return f"""
     INSERT INTO notifications (destination_id, incident_id, event_kind, payload, traceparent)
-    SELECT d.id, $1, $2, $3::jsonb, $6
-      FROM notification_destinations d
-     WHERE d.enabled
-       AND $4::smallint <= d.min_severity
-       AND (d.services IS NULL OR $5::text = ANY (d.services))
-       AND (d.event_kinds IS NULL OR $2::text = ANY (d.event_kinds))
+    SELECT d.id, i.id, {kind}::text, {payload}, {traceparent}::text
+      FROM {incident} i
+      JOIN notification_destinations d
+        ON d.enabled
+       AND i.severity <= d.min_severity
+       AND (d.services IS NULL OR i.service = ANY (d.services))
+       AND (d.event_kinds IS NULL OR {kind}::text = ANY (d.event_kinds))
     RETURNING id
-)
-SELECT count(*) AS n,
-       CASE WHEN count(*) > 0 THEN pg_notify('{WAKE_CHANNEL}', '') END AS woke
-  FROM ins
+    """
+
+
+def wake_select(cte: str) -> str:
+    """``SELECT`` over the queued ids of ``cte`` (an :func:`enqueue_statement` CTE):
+    how many were queued, and a NOTIFY that wakes the workers when there were any.
+    Always one row, so it can be joined to the row a statement returns."""
+    return (
+        f"SELECT count(*) AS queued, CASE WHEN count(*) > 0 "
+        f"THEN pg_notify('{WAKE_CHANNEL}', '') END AS woke FROM {cte}"
+    )
+
+
+_ENQUEUE = f"""
+WITH ins AS ({
+    enqueue_statement(
+        "(SELECT * FROM incidents WHERE id = $1)",
+        kind="$2",
+        at="$3",
+        details="$4",
+        traceparent="$5",
+    )
+})
+{wake_select("ins")}
 """
 
 
 async def enqueue(
     conn: Conn,
-    *,
-    incident_id: int | None,
+    incident_id: int,
     event_kind: str,
-    severity: int,
-    service: str | None,
-    payload: dict[str, Any],
+    *,
+    at: datetime,
+    details: dict[str, Any] | None = None,
     traceparent: str | None = None,
 ) -> int:
-    """Queue one notification per matching destination; returns how many.
+    """Queue one notification of incident ``incident_id`` (as it is now, in this
+    transaction) per matching destination; returns how many.
 
     ``traceparent`` (of the span making the change) lets delivery continue its trace.
     """
-    n = await conn.fetchval(
-        _ENQUEUE, incident_id, event_kind, payload, severity, service, traceparent
-    )
+    n = await conn.fetchval(_ENQUEUE, incident_id, event_kind, at, details, traceparent)
     return int(n or 0)
 
 
