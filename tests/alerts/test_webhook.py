@@ -106,6 +106,19 @@ async def test_trigger_dedup_acknowledge_resolve(hook_client: httpx.AsyncClient)
     assert alerts[0]["runbook_url"] == "https://airflow.example/dag/backfill"
 
 
+async def test_changes_are_audited_as_the_integration(hook_client: httpx.AsyncClient) -> None:
+    key = f"audited-{uuid.uuid4().hex}"
+    ref = (await send(hook_client, trigger(key))).json()["incident"]
+    await send(hook_client, {"event_action": "acknowledge", "dedup_key": key})
+    r = await hook_client.get("/api/v1/audit", params={"target": ref})
+    entries = r.json()["items"][::-1]
+    assert [(e["action"], e["actor"], e["actor_kind"]) for e in entries] == [
+        ("incident.create", "webhook:ci", "integration"),
+        ("incident.transition", "webhook:ci", "integration"),
+    ]
+    assert all(e["client"] and e["client"] != "127.0.0.1" for e in entries)
+
+
 async def test_trigger_without_key_gets_one(hook_client: httpx.AsyncClient) -> None:
     event = trigger("x")
     del event["dedup_key"]

@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from firewatch.alerts import alertmanager, service, webhook
 from firewatch.alerts.alertmanager import PayloadError
+from firewatch.auth.dependencies import request_client
 from firewatch.auth.principal import Principal
 from firewatch.auth.rbac import Permission, require
 from firewatch.errors import (
@@ -172,7 +173,14 @@ async def signed_webhook(
     dedup_key = event.dedup_key or webhook.new_dedup_key()
     try:
         with tracing.ingest_span("webhook", alerts=1):
-            result = await _webhook_event(pool, integration, event, dedup_key, policy)
+            # the integration, authenticated by its signature, is who made the change
+            caller = Principal(
+                subject=f"webhook:{integration}",
+                kind="integration",
+                role="integration",
+                client=request_client(request),
+            )
+            result = await _webhook_event(pool, caller, integration, event, dedup_key, policy)
     except Exception as exc:
         # Not stored: forget the nonce so the sender's retry is not taken for a replay.
         await redis.delete(nonce)
@@ -188,6 +196,7 @@ async def signed_webhook(
 
 async def _webhook_event(
     pool: PgPool,
+    caller: Principal,
     integration: str,
     event: webhook.Event,
     dedup_key: str,
@@ -196,14 +205,14 @@ async def _webhook_event(
     if event.event_action == "acknowledge":
         return await service.acknowledge_group(
             pool,
-            f"webhook:{integration}",
+            caller,
             source=webhook.source_of(integration),
             group_key=dedup_key,
             policy=policy,
         )
     return await service.ingest_group(
         pool,
-        f"webhook:{integration}",
+        caller,
         webhook.to_group(integration, event, dedup_key),
         policy,
         auto_resolve=True if event.event_action == "resolve" else None,

@@ -3,8 +3,14 @@
 Each delivery, in one transaction: serialise on the group, find-or-open (or reopen)
 the group's single active incident, upsert every alert by fingerprint in one
 statement, write timeline entries for alerts joining/resolving/re-firing, move the
-incident when its alerts say so, and enqueue the notifications of every change.
-The caller answers 2xx only after the commit, so an acknowledged alert is durable.
+incident when its alerts say so, with the audit entries and notifications of
+every incident change. The caller answers 2xx only after the commit, so an
+acknowledged alert is durable.
+
+Incidents are opened, reopened, moved and escalated through the same functions
+a responder's changes go through (``firewatch.incidents.service``: ``open_incident``,
+``move``, ``change_fields``), so the timeline, the audit log and the notifications
+are written alike whoever makes the change.
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from firewatch.alerts.grouping import (
 )
 from firewatch.auth.principal import Principal
 from firewatch.incidents import service as incidents_service
-from firewatch.incidents import store as incidents_store
 from firewatch.incidents.model import (
     ACTIVE_STATUSES,
     Lifecycle,
@@ -39,7 +44,6 @@ from firewatch.incidents.model import (
     display_ref,
     transition,
 )
-from firewatch.notifications.model import EventKind
 from firewatch.observability import tracing
 from firewatch.runtime.database import Conn, PgPool
 from firewatch.settings import Settings
@@ -78,33 +82,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _actor_name(actor: Principal | str) -> str:
-    return actor.subject if isinstance(actor, Principal) else actor
-
-
-def _lifecycle(row: asyncpg.Record) -> Lifecycle:
-    return Lifecycle(
-        status=Status(row["status"]),
-        opened_at=row["opened_at"],
-        acknowledged_at=row["acknowledged_at"],
-        mitigated_at=row["mitigated_at"],
-        resolved_at=row["resolved_at"],
-        closed_at=row["closed_at"],
-        reopen_count=row["reopen_count"],
-    )
-
-
-async def _notify(
-    conn: Conn,
-    kind: EventKind,
-    row: asyncpg.Record,
-    *,
-    source: str | None,
-    group_key: str | None,
-    at: datetime,
-    details: dict[str, Any] | None = None,
-) -> None:
-    await incidents_service.notify(conn, kind, row["id"], at=at, details=details)
+def _principal(actor: Principal | str) -> Principal:
+    """The actor of timeline and audit entries: a caller, or a named system actor
+    (``"detector"``) for changes no request made."""
+    if isinstance(actor, Principal):
+        return actor
+    return Principal(subject=actor, kind="system", role="system")
 
 
 async def upsert_group_incident(
@@ -153,127 +136,69 @@ async def upsert_group_incident(
     number of alerts being grouped), so the notifications it queues continue the
     trace from there.
     """
+    new = incidents_service.NewIncident(
+        title=title,
+        severity=severity,
+        category=category,
+        description=description,
+        service=service,
+        team=team,
+        labels=labels,
+    )
     with tracing.grouping_span(alerts=alerts, group_key=group_key):
-        return await _upsert_group_incident(
+        return await _find_or_open(
             conn,
-            source=source,
-            group_key=group_key,
-            title=title,
-            severity=severity,
-            category=category,
-            service=service,
-            team=team,
-            labels=labels,
-            actor=actor,
-            description=description,
+            _principal(actor),
+            source,
+            group_key,
+            new,
             reopen_window=reopen_window,
             now=now or _now(),
             events=events,
         )
 
 
-async def _upsert_group_incident(
+async def _find_or_open(
     conn: Conn,
-    *,
+    who: Principal,
     source: str,
     group_key: str,
-    title: str,
-    severity: int,
-    category: str,
-    service: str | None,
-    team: str | None,
-    labels: dict[str, str],
-    actor: Principal | str,
-    description: str,
+    new: incidents_service.NewIncident,
+    *,
     reopen_window: float,
     now: datetime,
     events: list[dict[str, Any]] | None,
 ) -> tuple[asyncpg.Record, bool]:
-    who = _actor_name(actor)
     await store.lock_group(conn, source, group_key)
     found = await store.group_incident(conn, source, group_key)
     if found is not None and Status(found["status"]) in ACTIVE_STATUSES:
-        row = found
-        if severity < row["severity"]:
-            before = row["severity"]
-            row = await incidents_store.update_fields(conn, row["id"], {"severity": severity}, now)
-            entry = await incidents_store.append_timeline(
-                conn,
-                row["id"],
-                actor=who,
-                kind="severity_escalated",
-                at=now,
-                before={"severity": before},
-                after={"severity": severity},
-            )
-            _collect(events, entry)
-            await _notify(
-                conn,
-                EventKind.ESCALATED,
-                row,
-                source=source,
-                group_key=group_key,
-                at=now,
-                details={"previous_severity": f"SEV{before}"},
-            )
+        if new.severity >= found["severity"]:
+            return found, False
+        raised = {"severity": new.severity}
+        row, entry = await incidents_service.change_fields(
+            conn, who, found, raised, now=now, timeline_kind="severity_escalated"
+        )
+        _collect(events, entry)
         return row, False
 
-    latest = found
     if (
-        latest is not None
-        and latest["status"] == Status.RESOLVED.value
-        and should_reopen(latest["resolved_at"], now, reopen_window)
+        found is not None
+        and found["status"] == Status.RESOLVED.value
+        and should_reopen(found["resolved_at"], now, reopen_window)
     ):
-        nxt = transition(_lifecycle(latest), Status.OPEN, now)
-        row = await incidents_store.update_lifecycle(
+        row, entry = await incidents_service.move(
             conn,
-            latest["id"],
-            status=nxt.status.value,
-            acknowledged_at=nxt.acknowledged_at,
-            mitigated_at=nxt.mitigated_at,
-            resolved_at=nxt.resolved_at,
-            closed_at=nxt.closed_at,
-            reopen_count=nxt.reopen_count,
+            who,
+            found,
+            transition(Lifecycle.of(found), Status.OPEN, now),
             now=now,
-        )
-        entry = await incidents_store.append_timeline(
-            conn,
-            row["id"],
-            actor=who,
-            kind="reopened",
-            at=now,
-            before={"status": Status.RESOLVED.value},
-            after={"status": Status.OPEN.value},
             note="the group fired again within the reopen window",
         )
         _collect(events, entry)
-        await _notify(conn, EventKind.REOPENED, row, source=source, group_key=group_key, at=now)
         return row, False
 
-    snapshot = {
-        "title": title,
-        "severity": severity,
-        "category": category,
-        "status": Status.OPEN.value,
-        "service": service,
-        "team": team,
-        "source": source,
-        "group_key": group_key,
-    }
-    row = await store.create_group_incident(
-        conn,
-        title=title,
-        description=description,
-        severity=severity,
-        category=category,
-        service=service,
-        team=team,
-        labels=labels,
-        actor=who,
-        source=source,
-        group_key=group_key,
-        now=now,
-        snapshot=snapshot,
+    row = await incidents_service.open_incident(
+        conn, who, new, now=now, source=source, group_key=group_key, with_timeline_id=True
     )
     if events is not None:
         events.append(
@@ -281,14 +206,13 @@ async def _upsert_group_incident(
                 "id": row["timeline_id"],
                 "incident_id": row["id"],
                 "at": now,
-                "actor": who,
+                "actor": who.subject,
                 "kind": "created",
                 "before": None,
-                "after": snapshot,
+                "after": incidents_service.created_snapshot(new, source, group_key),
                 "note": None,
             }
         )
-    await _notify(conn, EventKind.OPENED, row, source=source, group_key=group_key, at=now)
     return row, True
 
 
@@ -352,7 +276,7 @@ async def ingest_group(
 ) -> IngestResult:
     """Store one delivery of a group of alerts in one transaction (see module doc)."""
     now = _now()
-    who = _actor_name(actor)
+    who = _principal(actor)
     fields = incident_fields(
         group_labels=group.group_labels,
         common_labels=group.common_labels,
@@ -411,7 +335,7 @@ async def ingest_group(
             conn, incident_id=incident["id"], source=group.source, rows=rows, now=now
         )
         result.changed = len(changed)
-        await _alert_timeline(conn, incident["id"], who, now, changed, result.events)
+        await _alert_timeline(conn, incident["id"], who.subject, now, changed, result.events)
         status = Status(incident["status"])
         if status not in (Status.RESOLVED, Status.CLOSED) and changed:
             new_firing = any(
@@ -432,8 +356,13 @@ async def ingest_group(
                 auto_resolve=policy.auto_resolve if auto_resolve is None else auto_resolve,
             )
             if target is not None:
+                note = (
+                    "all alerts resolved"
+                    if firing == 0
+                    else "an alert fired again after mitigation"
+                )
                 incident = await _system_move(
-                    conn, incident, target, who, now, group, result.events, firing=firing
+                    conn, who, incident, target, now, result.events, note=note
                 )
         result.status = incident["status"]
         result.severity = incident["severity"]
@@ -469,65 +398,23 @@ async def _alert_timeline(
     events.extend(dict(e) for e in entries)
 
 
-_MOVE_EVENTS = {
-    Status.MITIGATED: EventKind.MITIGATED,
-    Status.RESOLVED: EventKind.RESOLVED,
-    Status.INVESTIGATING: EventKind.REGRESSED,
-    Status.ACKNOWLEDGED: EventKind.ACKNOWLEDGED,
-}
-
-
 async def _system_move(
     conn: Conn,
+    actor: Principal,
     incident: asyncpg.Record,
     target: Status,
-    actor: str,
     now: datetime,
-    group: IncomingGroup,
     events: list[dict[str, Any]],
     *,
-    firing: int,
+    note: str,
     human: bool = False,
 ) -> asyncpg.Record:
-    current = _lifecycle(incident)
+    """Move ``incident`` because its alerts (or, ``human``, an integration acting for
+    a person) say so; see ``grouping.system_transition`` for what differs."""
+    current = Lifecycle.of(incident)
     nxt = transition(current, target, now) if human else system_transition(current, target, now)
-    row = await incidents_store.update_lifecycle(
-        conn,
-        incident["id"],
-        status=nxt.status.value,
-        acknowledged_at=nxt.acknowledged_at,
-        mitigated_at=nxt.mitigated_at,
-        resolved_at=nxt.resolved_at,
-        closed_at=nxt.closed_at,
-        reopen_count=nxt.reopen_count,
-        now=now,
-    )
-    if human:
-        note = "acknowledged by the integration"
-    elif firing == 0:
-        note = "all alerts resolved"
-    else:
-        note = "an alert fired again after mitigation"
-    entry = await incidents_store.append_timeline(
-        conn,
-        incident["id"],
-        actor=actor,
-        kind="status_changed",
-        at=now,
-        before={"status": current.status.value},
-        after={"status": nxt.status.value},
-        note=note,
-    )
+    row, entry = await incidents_service.move(conn, actor, incident, nxt, now=now, note=note)
     events.append(dict(entry))
-    await _notify(
-        conn,
-        _MOVE_EVENTS[target],
-        row,
-        source=group.source,
-        group_key=group.group_key,
-        at=now,
-        details={"reason": note},
-    )
     return row
 
 
@@ -536,7 +423,6 @@ async def acknowledge_group(
 ) -> IngestResult:
     """An integration acknowledged the group's incident (PagerDuty ``acknowledge``)."""
     now = _now()
-    who = _actor_name(actor)
     result = IngestResult(incident_id=None)
     async with pool.acquire(timeout=policy.acquire_timeout) as conn, conn.transaction():
         await store.lock_group(conn, source, group_key)
@@ -545,16 +431,14 @@ async def acknowledge_group(
             return result
         result.incident_id = incident["id"]
         if incident["status"] == Status.OPEN.value:
-            group = IncomingGroup(source, group_key, {}, {}, {}, [])
             incident = await _system_move(
                 conn,
+                _principal(actor),
                 incident,
                 Status.ACKNOWLEDGED,
-                who,
                 now,
-                group,
                 result.events,
-                firing=1,
+                note="acknowledged by the integration",
                 human=True,
             )
         result.status = incident["status"]

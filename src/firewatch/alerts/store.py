@@ -62,56 +62,6 @@ async def group_incident(conn: Conn, source: str, group_key: str) -> asyncpg.Rec
     )
 
 
-_CREATE = f"""
-WITH inc AS (
-    INSERT INTO incidents (title, description, severity, category, service, team, labels,
-                           created_by, source, group_key, opened_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
-    RETURNING {COLUMNS}
-), tl AS (
-    INSERT INTO incident_timeline (incident_id, at, actor, kind, after)
-    SELECT id, opened_at, created_by, 'created', $12::jsonb FROM inc
-    RETURNING id
-)
-SELECT inc.*, (SELECT id FROM tl) AS timeline_id FROM inc
-"""
-
-
-async def create_group_incident(
-    conn: Conn,
-    *,
-    title: str,
-    description: str,
-    severity: int,
-    category: str,
-    service: str | None,
-    team: str | None,
-    labels: dict[str, str],
-    actor: str,
-    source: str,
-    group_key: str,
-    now: datetime,
-    snapshot: dict[str, Any],
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        _CREATE,
-        title,
-        description,
-        severity,
-        category,
-        service,
-        team,
-        labels,
-        actor,
-        source,
-        group_key,
-        now,
-        snapshot,
-    )
-    assert row is not None
-    return row
-
-
 @dataclass(frozen=True, slots=True)
 class AlertRows:
     """Parallel columns of the alerts of one payload (deduplicated by fingerprint)."""

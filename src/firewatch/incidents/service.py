@@ -89,6 +89,24 @@ async def notify(
     )
 
 
+def created_snapshot(
+    new: NewIncident, source: str | None = None, group_key: str | None = None
+) -> dict[str, Any]:
+    """What the 'created' timeline entry records (and the audit entry digests)."""
+    snapshot: dict[str, Any] = {
+        "title": new.title,
+        "severity": new.severity,
+        "category": new.category,
+        "status": Status.OPEN.value,
+        "service": new.service,
+        "team": new.team,
+        "owner": new.owner,
+    }
+    if source is not None:
+        snapshot.update(source=source, group_key=group_key)
+    return snapshot
+
+
 async def open_incident(
     conn: Conn,
     actor: Principal,
@@ -102,17 +120,7 @@ async def open_incident(
     """Open an incident: row, 'created' entry, audit entry and ``incident.opened``
     notifications, in one statement (one round trip). ``source``/``group_key`` mark an
     incident opened by an integration for a group (see firewatch.alerts.service)."""
-    snapshot: dict[str, Any] = {
-        "title": new.title,
-        "severity": new.severity,
-        "category": new.category,
-        "status": Status.OPEN.value,
-        "service": new.service,
-        "team": new.team,
-        "owner": new.owner,
-    }
-    if source is not None:
-        snapshot.update(source=source, group_key=group_key)
+    snapshot = created_snapshot(new, source, group_key)
     return await store.create(
         conn,
         title=new.title,
