@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=d.connections)
     p.add_argument("--threads", type=int, default=d.threads, help="wrk threads")
     p.add_argument("--warmup", type=float, default=d.warmup, help="seconds per warm-up run")
-    p.add_argument("--seed-rows", type=int, default=d.seed_rows, help="keyset scenario rows")
+    p.add_argument(
+        "--seed-rows", type=int, default=d.seed_rows, help="keyset and detection scenario rows"
+    )
     p.add_argument("--get-rows", type=int, default=d.get_rows)
     p.add_argument("--latency-duration", type=float, default=d.latency_duration)
     p.add_argument("--start-repeats", type=int, default=d.start_repeats)

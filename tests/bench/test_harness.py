@@ -99,3 +99,25 @@ def test_auth_scenario_compares_with_the_pre_auth_build(
     assert {r[0] for r in report.sections[0].rows} == {"with-auth", "pre-auth"}
     assert all(float(r[1]) > 0 for r in report.sections[0].rows)
     assert [t.name for t in report.targets] == ["authenticated GET / pre-auth GET"]
+
+
+def test_detection_scenario_prints_its_three_targets(
+    admin_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    before = asyncio.run(_bench_databases(admin_database_url))
+    ctx = BenchContext(
+        harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
+    )
+    report = discover()["detection"].run(ctx)
+    assert [t.name for t in report.targets] == [
+        "scoring points/s per core (best batch)",
+        "MTTA/MTTR end to end (median)",
+        "similar top-5 p99",
+    ]
+    assert all(t.measured > 0 for t in report.targets)
+    titles = [s.title for s in report.sections]
+    assert f"MTTA/MTTR summary over {TINY.seed_rows:,} incidents" in titles
+    text = report.render()
+    for t in report.targets:
+        assert t.verdict() in text
+    assert asyncio.run(_bench_databases(admin_database_url)) - before == set()

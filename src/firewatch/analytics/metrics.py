@@ -102,7 +102,7 @@ def _group_stats(df: pd.DataFrame, dur: pd.DataFrame, keys: pd.Series[Any]) -> l
         return []
     metrics = ["mtta", "ttm", "mttr"]
     frame = dur.assign(
-        key=keys.to_numpy(),
+        key=keys.array,  # a Categorical stays one (grouping by codes, not by strings)
         unack=df["acknowledged_at"].isna().to_numpy(),
         unres=df["resolved_at"].isna().to_numpy(),
     )
@@ -155,7 +155,8 @@ def _dimension_keys(df: pd.DataFrame, dimension: str) -> pd.Series[Any]:
         if NONE_KEY not in col.cat.categories:
             col = col.cat.add_categories([NONE_KEY])
         col = col.fillna(NONE_KEY)
-    return col
+    # keys sort as text, whatever order the categories arrived in
+    return col.cat.reorder_categories(sorted(col.cat.categories))
 
 
 def repeats(df: pd.DataFrame, repeat_days: float) -> pd.Series[bool]:
