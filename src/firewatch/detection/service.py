@@ -285,8 +285,10 @@ async def drift(
 ) -> dict[str, Any]:
     """PSI of the stream's recent window against the reference window just before it.
 
-    With ``check`` and ``FIREWATCH_DRIFT_OPENS_INCIDENT``, a significant shift opens
-    (or finds) a ``data_drift`` incident (source ``signals-drift``, group key = stream).
+    With ``check``, the result is stored as the stream's latest drift check (exported
+    as ``firewatch_detection_drift_psi{stream}``) and, with
+    ``FIREWATCH_DRIFT_OPENS_INCIDENT``, a significant shift opens (or finds) a
+    ``data_drift`` incident (source ``signals-drift``, group key = stream).
     """
     from firewatch.detection import drift as psi_model
 
@@ -311,6 +313,18 @@ async def drift(
             "incident": None,
         }
     )
+    if check:  # the latest check per stream is what /metrics exports
+        async with pool.acquire() as conn:
+            await store.record_drift(
+                conn,
+                stream["id"],
+                psi=result["psi"],
+                level=result["level"],
+                reference_seconds=reference.total_seconds(),
+                recent_seconds=recent.total_seconds(),
+                reference_points=len(ref),
+                recent_points=len(cur),
+            )
     if check and settings.drift_opens_incident and result["level"] == "significant":
         labels: dict[str, str] = dict(stream["labels"])
         labels["stream"] = name

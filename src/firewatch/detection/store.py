@@ -329,3 +329,37 @@ async def model_events(conn: Conn, model_id: int) -> list[asyncpg.Record]:
         "WHERE model_id = $1 ORDER BY id",
         model_id,
     )
+
+
+async def record_drift(
+    conn: Conn,
+    stream_id: int,
+    *,
+    psi: float,
+    level: str,
+    reference_seconds: float,
+    recent_seconds: float,
+    reference_points: int,
+    recent_points: int,
+) -> None:
+    """Keep the latest drift check of a stream (``firewatch_detection_drift_psi``)."""
+    await conn.execute(
+        """
+        INSERT INTO signal_drift (stream_id, psi, level, reference_seconds, recent_seconds,
+                                  reference_points, recent_points)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (stream_id) DO UPDATE
+           SET psi = EXCLUDED.psi, level = EXCLUDED.level,
+               reference_seconds = EXCLUDED.reference_seconds,
+               recent_seconds = EXCLUDED.recent_seconds,
+               reference_points = EXCLUDED.reference_points,
+               recent_points = EXCLUDED.recent_points, checked_at = now()
+        """,
+        stream_id,
+        psi,
+        level,
+        reference_seconds,
+        recent_seconds,
+        reference_points,
+        recent_points,
+    )

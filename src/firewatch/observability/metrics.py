@@ -17,6 +17,7 @@ helper                        metric
 ``record_auth_failure``       ``firewatch_auth_failures_total{reason}``
 ``register_queue_depth``      ``firewatch_queue_depth{queue}`` (scrape time)
 (none: from the database)     ``firewatch_open_incidents{severity}``
+(none: from the database)     ``firewatch_detection_drift_psi{stream}``
 ============================  ===============================================
 
 **Several workers.** ``firewatch serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at an empty
@@ -25,8 +26,9 @@ directory under the data dir before uvicorn starts its workers (see
 histograms live in memory-mapped files that ``/metrics`` sums on each scrape, whichever
 worker answers.
 Values that describe the *system* rather than the process (open incidents, queue
-depth) are never kept in a process: they are read from PostgreSQL at scrape time
-(:func:`collect_database_gauges`), so every worker reports the same, true figure.
+depth, the latest drift check of each stream) are never kept in a process: they are
+read from PostgreSQL at scrape time (:func:`collect_database_gauges`), so every
+worker reports the same, true figure.
 Without ``PROMETHEUS_MULTIPROC_DIR`` (tests, single in-process app) the metrics live
 in the default in-memory registry.
 """
@@ -167,6 +169,7 @@ AUTH_FAILURES = Counter(
 #: Names of the scrape-time gauges (not process-local objects; see collect_database_gauges).
 OPEN_INCIDENTS_NAME: Final = "firewatch_open_incidents"
 QUEUE_DEPTH_NAME: Final = "firewatch_queue_depth"
+DRIFT_PSI_NAME: Final = "firewatch_detection_drift_psi"
 
 #: Every metric family name firewatch exposes (as it appears in the exposition format,
 #: i.e. counters end in ``_total``). The dashboard test checks against this.
@@ -181,6 +184,7 @@ METRIC_NAMES: Final = frozenset(
         "firewatch_auth_failures_total",
         OPEN_INCIDENTS_NAME,
         QUEUE_DEPTH_NAME,
+        DRIFT_PSI_NAME,
     }
 )
 
@@ -279,13 +283,26 @@ WHERE status NOT IN ('resolved', 'closed')
 GROUP BY severity
 """
 
+# The latest drift check of each stream (POST .../drift/check stores it).
+_DRIFT_SQL: Final = """
+SELECT s.name, d.psi
+FROM signal_drift d
+JOIN signal_streams s ON s.id = d.stream_id
+"""
+
 
 class DatabaseGauges(Collector):
     """Gauges read from PostgreSQL for one scrape (the same figure on every worker)."""
 
-    def __init__(self, open_incidents: Mapping[str, int], queue_depth: Mapping[str, int]):
+    def __init__(
+        self,
+        open_incidents: Mapping[str, int],
+        queue_depth: Mapping[str, int],
+        drift_psi: Mapping[str, float] | None = None,
+    ):
         self.open_incidents = dict(open_incidents)
         self.queue_depth = dict(queue_depth)
+        self.drift_psi = dict(drift_psi or {})
 
     def collect(self) -> Iterable[Metric]:
         open_incidents = GaugeMetricFamily(
@@ -304,6 +321,15 @@ class DatabaseGauges(Collector):
         for queue, n in sorted(self.queue_depth.items()):
             depth.add_metric([queue], n)
         yield depth
+        drift = GaugeMetricFamily(
+            DRIFT_PSI_NAME,
+            "PSI of the latest drift check of each signal stream, recent window against "
+            "its reference (from the database; >= 0.1 moderate, >= 0.25 significant).",
+            labels=["stream"],
+        )
+        for stream, psi in sorted(self.drift_psi.items()):
+            drift.add_metric([stream], psi)
+        yield drift
 
 
 async def collect_database_gauges(conn: Conn) -> DatabaseGauges:
@@ -311,7 +337,8 @@ async def collect_database_gauges(conn: Conn) -> DatabaseGauges:
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
         rows = await conn.fetch(_OPEN_INCIDENTS_SQL)
         depth = {queue: await count(conn) for queue, count in _QUEUE_DEPTH_SOURCES.items()}
-    return DatabaseGauges({f"SEV{r['severity']}": int(r["n"]) for r in rows}, depth)
+        drift = {r["name"]: float(r["psi"]) for r in await conn.fetch(_DRIFT_SQL)}
+    return DatabaseGauges({f"SEV{r['severity']}": int(r["n"]) for r in rows}, depth, drift)
 
 
 # ------------------------------------------------------------------ exposition
