@@ -30,6 +30,7 @@ from firewatch.detection.model import (
 )
 from firewatch.errors import NotFoundError, UnprocessableError
 from firewatch.incidents.model import display_ref
+from firewatch.observability import tracing
 from firewatch.runtime.database import Conn, PgPool
 from firewatch.settings import Settings
 
@@ -183,11 +184,15 @@ async def _ingest_stream(
         )
         values = np.array(hist_values + [p.value for p in fresh], dtype=np.float64)
         epochs = np.array([t.timestamp() for t in hist_ts] + [p.ts.timestamp() for p in fresh])
-        rows = features.compute(
-            values, epochs, params.window, model.profile, start=len(hist_values)
-        )
-        raw = anomaly.score(model.estimator, rows)
-        flags = anomaly.flags(raw, model.threshold)
+        with tracing.scoring_span(
+            stream["name"], model_version=str(model.version), points=n_fresh
+        ) as span:
+            rows = features.compute(
+                values, epochs, params.window, model.profile, start=len(hist_values)
+            )
+            raw = anomaly.score(model.estimator, rows)
+            flags = anomaly.flags(raw, model.threshold)
+            span.set_attribute("firewatch.detection.anomalies", int(flags.sum()))
         alarms = anomaly.hysteresis(flags, recent, params.k, params.n)
         ep = episodes(alarms, flags, recent, params.n, in_anomaly)
         started, in_anomaly = ep.started_at, ep.in_anomaly
