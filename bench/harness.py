@@ -240,7 +240,7 @@ def firewatch_server(
     name: str = "firewatch",
     env: Mapping[str, str] | None = None,
 ) -> ServerSpec:
-    """``firewatch serve`` with one uvicorn worker, exactly as an operator runs it."""
+    """``firewatch serve`` with one uvicorn worker, configured as the image runs it."""
     return ServerSpec(
         name=name,
         argv=(sys.executable, "-m", "firewatch", "serve"),
@@ -251,6 +251,7 @@ def firewatch_server(
             "FIREWATCH_PORT": "{port}",
             "FIREWATCH_WORKERS": "1",
             "FIREWATCH_DATA_DIR": str(data_dir),
+            "FIREWATCH_LOG_FORMAT": "json",  # as the image runs it (Dockerfile)
             **auth.server_env(database_url),
             **(env or {}),
         },

@@ -7,9 +7,11 @@ import json
 import logging
 
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firewatch.observability.logging import configure_logging
-from firewatch.observability.redact import Pseudonymizer, scrub_event, scrub_text
+from firewatch.observability.redact import _PATTERNS, Pseudonymizer, scrub_event, scrub_text
 from firewatch.settings import LogFormat
 
 SECRETS = [
@@ -91,3 +93,63 @@ def test_stdlib_lines_are_scrubbed_json() -> None:
     assert "ValueError" in lines[1]["exception"]
     for secret in SECRETS:
         assert secret not in stream.getvalue()
+
+
+def _scrub_every_pattern(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "Bearer ",
+        "BASIC ",
+        "token ",
+        "Token=",
+        "fw_",
+        "eyJ",
+        "eyj",
+        "://",
+        "PassWord",
+        "passwd:",
+        "SECRET",
+        "api_key",
+        "api-key",
+        "APIKEY",
+        "authorization",
+        "signature",
+        "=",
+        ":",
+        " ",
+        '"',
+        "'",
+        "@",
+        "/",
+        ".",
+        "-",
+        "_",
+        "abcdef123456",
+        "x",
+        "é",
+        "\n",
+        "\u017f",  # long s: re.IGNORECASE equates it with "s"
+        "\u0131",  # dotless i: equated with "i"
+        "\u212a",  # Kelvin sign: equated with "k"
+        "ba\u017fic ",
+        "to\u212aen ",
+        "pa\u017fsword=",
+        "postgresql",
+        "user",
+        "host",
+        "GET /api/v1/incidents/{ref}",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_FRAGMENTS, max_size=12).map("".join))
+def test_the_prefilter_never_changes_what_is_scrubbed(text: str) -> None:
+    """scrub_text skips the substitutions when no trigger literal occurs: that must be
+    exactly the texts none of the patterns would have changed."""
+    assert scrub_text(text) == _scrub_every_pattern(text)

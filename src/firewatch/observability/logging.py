@@ -16,6 +16,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 from opentelemetry import trace
 
@@ -34,9 +35,15 @@ def add_trace_ids(
     return event_dict
 
 
+def _json_line(event: Any, **_kw: Any) -> str:
+    """orjson for the JSON renderer: ~5x faster than ``json.dumps`` on an access line;
+    anything it cannot encode natively is written as ``str(value)``."""
+    return orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def configure_logging(level: str = "info", fmt: LogFormat = LogFormat.CONSOLE) -> None:
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json_line)
         if fmt is LogFormat.JSON
         else structlog.dev.ConsoleRenderer(colors=False)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -51,13 +52,30 @@ _PATTERNS: Final = (
 )
 
 
+#: One search that every ASCII text a pattern above could change must match: each
+#: pattern needs one of these literals. Most log values (routes, statuses, request ids,
+#: timestamps) match none, and then one search replaces five substitutions (scrubbing
+#: was ~80% of an access log line's cost). The search runs on the lower-cased text
+#: with a case-sensitive pattern (6x faster than ``(?i)``); only for ASCII text, since
+#: ``re.IGNORECASE`` also equates some non-ASCII letters with ASCII ones (``ſ`` and
+#: ``s``, ``ı`` and ``i``, the Kelvin sign and ``k``) that ``str.lower`` keeps apart.
+_TRIGGER: Final = re.compile(
+    r"bearer|basic|token|fw_|eyj|://|password|passwd|secret|api[_-]?key|"
+    r"authorization|signature"
+)
+
+
+@functools.lru_cache(maxsize=1024)
 def is_secret_key(key: str) -> bool:
+    """Cached: log keys come from a small fixed set (field names in our own code)."""
     normalized = key.lower().replace("-", "_")
     return any(word in normalized for word in SECRET_KEY_WORDS)
 
 
 def scrub_text(text: str) -> str:
     """``text`` with every recognisable secret replaced by ``[redacted]``."""
+    if text.isascii() and _TRIGGER.search(text.lower()) is None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
