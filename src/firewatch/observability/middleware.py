@@ -18,7 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from firewatch.observability import metrics
 from firewatch.observability.redact import Pseudonymizer
 
-log = structlog.get_logger().bind(logger="firewatch.access")
+# Not ``.bind()`` here: binding the lazy proxy at import time would freeze the structlog
+# configuration of that moment (defaults: unscrubbed, console) into this logger.
+log = structlog.get_logger()
+ACCESS_LOGGER: Final = "firewatch.access"
 
 REQUEST_ID_HEADER: Final = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
@@ -82,6 +85,7 @@ class ObservabilityMiddleware:
                 client = scope.get("client")
                 log.info(
                     "request",
+                    logger=ACCESS_LOGGER,
                     method=method,
                     route=route,
                     status=status,
