@@ -111,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        telemetry=tracing.fastapi_telemetry(),  # server spans, when tracing is configured
     )
     app.state.settings = settings
     problems.install(app)
@@ -149,7 +150,6 @@ def create_app(settings: Settings) -> FastAPI:
         pseudonymizer=Pseudonymizer(key.get_secret_value().encode() if key else None),
         metrics_enabled=settings.metrics_enabled,
     )
-    tracing.instrument_app(app)  # outermost: the server span covers everything above
     return app
 
 

@@ -57,8 +57,8 @@ _PATTERNS: Final = (
 #: timestamps) match none, and then one search replaces five substitutions (scrubbing
 #: was ~80% of an access log line's cost). The search runs on the lower-cased text
 #: with a case-sensitive pattern (6x faster than ``(?i)``); only for ASCII text, since
-#: ``re.IGNORECASE`` also equates some non-ASCII letters with ASCII ones (``ſ`` and
-#: ``s``, ``ı`` and ``i``, the Kelvin sign and ``k``) that ``str.lower`` keeps apart.
+#: ``re.IGNORECASE`` also equates some non-ASCII letters with ASCII ones (long s and
+#: ``s``, dotless i and ``i``, the Kelvin sign and ``k``) that ``str.lower`` keeps apart.
 _TRIGGER: Final = re.compile(
     r"bearer|basic|token|fw_|eyj|://|password|passwd|secret|api[_-]?key|"
     r"authorization|signature"
