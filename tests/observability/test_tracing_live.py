@@ -118,6 +118,34 @@ def test_request_span_has_sql_and_redis_children_and_matches_the_log(
     assert re.fullmatch(r"c_[0-9a-f]{16}", line["client"])  # pseudonym, not 127.0.0.1
 
 
+def test_an_unsampled_request_keeps_its_trace_id_and_exports_nothing(
+    server: servers.LiveServer, receiver: OtlpReceiver
+) -> None:
+    """The caller decided not to sample (flags 00): parent-based sampling follows it, the
+    SQL and Redis statements run without client spans, and the log line still carries
+    the caller's trace id."""
+    trace_id = secrets.token_hex(16)
+    r = httpx.get(
+        f"{server.base_url}/readyz",
+        headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-00"},
+        timeout=10,
+    )
+    assert r.status_code == 200
+    # a sampled request after it: once its spans arrive, the unsampled one's would have
+    sampled = secrets.token_hex(16)
+    httpx.get(
+        f"{server.base_url}/readyz",
+        headers={"traceparent": f"00-{sampled}-{secrets.token_hex(8)}-01"},
+        timeout=10,
+    )
+    spans = receiver.wait_for(
+        lambda got: any(s.trace_id == sampled and s.kind == SERVER_KIND for s in got)
+    )
+    assert [s for s in spans if s.trace_id == trace_id] == []
+    lines = [ln for ln in log_lines(server) if ln.get("event") == "request" and ln.get("trace_id")]
+    assert any(ln["trace_id"] == trace_id and ln["route"] == "/readyz" for ln in lines)
+
+
 def test_secrets_in_a_request_reach_no_log_line_and_no_span(
     server: servers.LiveServer, receiver: OtlpReceiver
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Final
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from firewatch.observability import metrics
+from firewatch.observability import metrics, tracing
 from firewatch.observability.redact import Pseudonymizer
 
 # Not ``.bind()`` here: binding the lazy proxy at import time would freeze the structlog
@@ -73,7 +73,10 @@ class ObservabilityMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with (
+            structlog.contextvars.bound_contextvars(request_id=request_id),
+            tracing.unsampled_children(),
+        ):
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -55,6 +55,7 @@ __all__ = [
     "set_http_status",
     "shutdown",
     "span",
+    "unsampled_children",
 ]
 
 TRACER_NAME: Final = "firewatch"
@@ -146,6 +147,24 @@ def _scrub_url_attributes(span: Any) -> None:
             cleaned = scrub_text(value)
             if cleaned != value:
                 span.set_attribute(key, cleaned)
+
+
+def unsampled_children() -> AbstractContextManager[object]:
+    """Inside a request whose server span is not sampled, no SQL or Redis client span.
+
+    Under a parent-based sampler the children of an unsampled span are never exported
+    either; the asyncpg and redis instrumentations would still build a non-recording
+    span, attach it and fill its attributes for every statement and command. The
+    standard suppression context (which they honour) skips that work: with 10%
+    sampling, 9 requests in 10 run their statements uninstrumented. The trace and
+    span ids of the request (log lines, outbound ``traceparent``) are the server
+    span's, unchanged.
+    """
+    if _provider is None or trace.get_current_span().is_recording():
+        return nullcontext()
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()
 
 
 def fastapi_telemetry() -> TelemetryConfig:
