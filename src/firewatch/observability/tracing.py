@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import propagate, trace
@@ -134,18 +134,24 @@ def configure(service_version: str) -> bool:
     return True
 
 
-_URL_KEYS: Final = ("url.query", "url.full", "http.target", "http.url")
+_URL_KEYS: Final = ("url.path", "url.query", "url.full", "http.target", "http.url")
 
 
 def _scrub_url_attributes(span: Any) -> None:
     """URL attributes lose their secrets as a span starts, before any exporter sees it,
-    whichever instrumentation set them (run by a span processor, see configure())."""
+    whichever instrumentation set them (run by a span processor, see configure()).
+
+    Paths are raw (``/nowhere/fw_<key>`` must not leave) and FastAPI's ``url.query`` is
+    percent-encoded, so each value is scrubbed decoded; a value with a secret is
+    replaced by its scrubbed decoded form.
+    """
     attributes = getattr(span, "attributes", None) or {}
     for key in _URL_KEYS:
         value = attributes.get(key)
         if isinstance(value, str):
-            cleaned = scrub_text(value)
-            if cleaned != value:
+            decoded = unquote_plus(value)
+            cleaned = scrub_text(decoded)
+            if cleaned != decoded:
                 span.set_attribute(key, cleaned)
 
 
