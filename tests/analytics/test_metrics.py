@@ -184,3 +184,52 @@ def test_parse_window(text: str, seconds: int) -> None:
 def test_parse_window_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="window"):
         metrics.parse_window(text, AS_OF)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_breakdown_quantiles_and_means_equal_pandas_groupby(seed: int) -> None:
+    """The breakdowns sort each duration once and share it; the figures must be the
+    ones pandas' groupby quantile/mean give on random data with ties and gaps."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    opened = at(2001, 1, 1).timestamp() + rng.uniform(0, 13 * 86400, n)
+    ack = np.round(rng.exponential(400, n), seed % 3)
+    ack[rng.random(n) < 0.3] = np.nan
+    df = pd.DataFrame(
+        {
+            "id": np.arange(1, n + 1),
+            "severity": rng.integers(1, 5, n),
+            "category": rng.choice(["latency", "data_drift", "other"], n),
+            "service": pd.Series(rng.choice(np.array(["b", "a", "c", None], dtype=object), n)),
+            "team": rng.choice([f"t{i}" for i in range(30)], n),
+            "group_key": None,
+            "opened_at": opened,
+            "acknowledged_at": opened + ack,
+            "mitigated_at": np.nan,
+            "resolved_at": opened + np.round(rng.exponential(3600, n)),
+            "reopen_count": 0,
+        }
+    )
+    out = run(df)
+    durations = metrics.durations(df)
+    for dimension in ("severity", "service", "team"):
+        keys = df[dimension].fillna(metrics.NONE_KEY)
+        grouped = durations.groupby(keys.to_numpy(), sort=True)
+        p50, p90, mean = grouped.quantile(0.5), grouped.quantile(0.9), grouped.mean()
+        rows = out["by"][dimension]
+        assert len(rows) == len(mean)
+        for row, key in zip(rows, mean.index, strict=True):
+            assert row["key"] == (f"SEV{key}" if dimension == "severity" else key)
+            for metric, name in (("mtta", "mtta"), ("mttr", "mttr")):
+                for stat, table in (("p50", p50), ("p90", p90), ("mean", mean)):
+                    expected: Any = table.at[key, metric]
+                    assert row[name][f"{stat}_seconds"] == round(float(expected), 3)
+            assert row["time_to_mitigate"]["count"] == 0
+    weeks = {w["week_start"].timestamp(): w for w in out["weekly"]}
+    week = np.floor((opened - 4 * 86400) / (7 * 86400)) * 7 * 86400 + 4 * 86400
+    by_week = durations.groupby(week, sort=True)
+    medians: dict[Any, Any] = by_week["mtta"].quantile(0.5).to_dict()
+    for start, median in medians.items():
+        assert weeks[float(start)]["mtta_p50_seconds"] == round(float(median), 3)

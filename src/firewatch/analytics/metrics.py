@@ -97,38 +97,97 @@ def durations(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _group_stats(df: pd.DataFrame, dur: pd.DataFrame, keys: pd.Series[Any]) -> list[dict[str, Any]]:
+_METRICS = ("mtta", "ttm", "mttr")
+
+
+@dataclass(frozen=True, slots=True)
+class _ByValue:
+    """One duration's non-missing values in ascending order and the rows they are in:
+    sorted once, then shared by every breakdown and the weekly trend."""
+
+    values: Any
+    rows: Any
+
+
+def _by_value(column: pd.Series[float]) -> _ByValue:
+    values = column.to_numpy(dtype="float64")
+    order = np.argsort(values, kind="stable")  # NaN sort last
+    rows = order[: int(np.count_nonzero(~np.isnan(values)))]
+    return _ByValue(values[rows], rows)
+
+
+def _sorted_values(by: dict[str, _ByValue], dur: pd.DataFrame) -> dict[str, _ByValue]:
+    return by or {m: _by_value(dur[m]) for m in _METRICS}
+
+
+def _group_quantiles(by: _ByValue, codes: Any, groups: int, qs: tuple[float, ...]) -> Any:
+    """groups x len(qs) quantiles of the values in each group, NaN for an empty group.
+
+    Linear interpolation exactly as pandas' groupby ``quantile`` computes it (position
+    ``q * (n - 1)`` truncated, then ``v[i] + (v[i + 1] - v[i]) * frac``); a stable sort
+    of the group codes over the value order gives each group's values in order, with
+    no comparison sort per breakdown."""
+    out = np.full((groups, len(qs)), np.nan)
+    if not len(by.rows):
+        return out
+    code = codes[by.rows]
+    narrow = code.astype(np.int16) if groups < 2**15 else code
+    values = by.values[np.argsort(narrow, kind="stable")]
+    counts = np.bincount(code, minlength=groups)
+    starts = np.cumsum(counts) - counts
+    has = counts > 0
+    for j, q in enumerate(qs):
+        position = q * (counts[has] - 1).astype(np.float64)
+        index = starts[has] + position.astype(np.int64)
+        frac = position % 1
+        low = values[index]
+        high = values[np.minimum(index + 1, len(values) - 1)]
+        out[has, j] = np.where(frac == 0.0, low, low + (high - low) * frac)
+    return out
+
+
+def _codes(keys: pd.Series[Any]) -> tuple[Any, list[Any]]:
+    """Group codes 0..k-1 in sorted key order, and the keys."""
+    if isinstance(keys.dtype, pd.CategoricalDtype):
+        return keys.cat.codes.to_numpy(dtype=np.int64), list(keys.cat.categories)
+    codes, uniques = pd.factorize(keys, sort=True)
+    return codes.astype(np.int64), list(uniques)
+
+
+def _group_stats(
+    df: pd.DataFrame,
+    dur: pd.DataFrame,
+    keys: pd.Series[Any],
+    by: dict[str, _ByValue] | None = None,
+) -> list[dict[str, Any]]:
     if df.empty:
         return []
-    metrics = ["mtta", "ttm", "mttr"]
-    frame = dur.assign(
-        key=keys.array,  # a Categorical stays one (grouping by codes, not by strings)
-        unack=df["acknowledged_at"].isna().to_numpy(),
-        unres=df["resolved_at"].isna().to_numpy(),
-    )
-    grouped = frame.groupby("key", sort=True, observed=True)
-    counts = grouped.size()
-    n = grouped[metrics].count()
-    quantiles = grouped[metrics].quantile(np.array([0.5, 0.9]))  # one sort for both
-    p50 = quantiles.xs(0.5, level=-1)
-    p90 = quantiles.xs(0.9, level=-1)
-    mean = grouped[metrics].mean()
-    flags = grouped[["unack", "unres"]].sum()
+    by = _sorted_values(by or {}, dur)
+    codes, labels = _codes(keys)
+    groups = len(labels)
+    counts = np.bincount(codes, minlength=groups)
+    unack = np.bincount(codes, weights=df["acknowledged_at"].isna().to_numpy(), minlength=groups)
+    unres = np.bincount(codes, weights=df["resolved_at"].isna().to_numpy(), minlength=groups)
+    n = {m: np.bincount(codes[by[m].rows], minlength=groups) for m in _METRICS}
+    quantiles = {m: _group_quantiles(by[m], codes, groups, (0.5, 0.9)) for m in _METRICS}
+    mean = dur.groupby(codes, sort=True).mean()  # pandas' compensated sums
     out: list[dict[str, Any]] = []
-    for key in counts.index:
+    for g, key in enumerate(labels):
+        if not counts[g]:  # a category no incident has
+            continue
         row: dict[str, Any] = {
             "key": f"SEV{int(key)}" if isinstance(key, int | np.integer) else str(key),
-            "incidents": int(counts[key]),
-            "unacknowledged": _int(flags.at[key, "unack"]),
-            "unresolved": _int(flags.at[key, "unres"]),
+            "incidents": int(counts[g]),
+            "unacknowledged": _int(unack[g]),
+            "unresolved": _int(unres[g]),
         }
         for metric, name in (("mtta", "mtta"), ("ttm", "time_to_mitigate"), ("mttr", "mttr")):
-            c = _int(n.at[key, metric])
+            c = _int(n[metric][g])
             row[name] = {
                 "count": c,
-                "p50_seconds": _num(p50.at[key, metric]) if c else None,
-                "p90_seconds": _num(p90.at[key, metric]) if c else None,
-                "mean_seconds": _num(mean.at[key, metric]) if c else None,
+                "p50_seconds": _num(quantiles[metric][g, 0]) if c else None,
+                "p90_seconds": _num(quantiles[metric][g, 1]) if c else None,
+                "mean_seconds": _num(mean.at[g, metric]) if c else None,
             }
         out.append(row)
     return out
@@ -182,34 +241,38 @@ def repeats(df: pd.DataFrame, repeat_days: float) -> pd.Series[bool]:
     return pd.Series(hit, index=df.index, dtype=bool)
 
 
-def weekly(df: pd.DataFrame, dur: pd.DataFrame, window: Window) -> list[dict[str, Any]]:
+def weekly(
+    df: pd.DataFrame, dur: pd.DataFrame, window: Window, by: dict[str, _ByValue] | None = None
+) -> list[dict[str, Any]]:
     """One row per Monday-based UTC week touching the window, empty weeks included."""
     first = _week_start(_epoch(window.start))
     last = _week_start(_epoch(window.end) - 1e-6)
     starts = np.arange(first, last + 1, WEEK, dtype="float64")
-    week = (
-        _week_start_array(df["opened_at"].to_numpy(dtype="float64"))
-        if not df.empty
-        else np.array([], dtype="float64")
+    weeks = len(starts)
+    if df.empty:
+        codes = np.zeros(0, dtype=np.int64)
+    else:
+        week = _week_start_array(df["opened_at"].to_numpy(dtype="float64"))
+        codes = np.rint((week - first) / WEEK).astype(np.int64)
+    by = _sorted_values(by or {}, dur)
+    counts = np.bincount(codes, minlength=weeks)
+    unack = np.bincount(
+        codes, weights=df["acknowledged_at"].isna().to_numpy(dtype=bool), minlength=weeks
     )
-    frame = dur.assign(week=week, unack=df["acknowledged_at"].isna().to_numpy())
-    grouped = frame.groupby("week")
-    counts = grouped.size()
-    p50 = {m: grouped[m].quantile(0.5) for m in ("mtta", "mttr")}
-    mean = {m: grouped[m].mean() for m in ("mtta", "mttr")}
-    unack = grouped["unack"].sum()
+    p50 = {m: _group_quantiles(by[m], codes, weeks, (0.5,))[:, 0] for m in ("mtta", "mttr")}
+    mean = dur[["mtta", "mttr"]].groupby(codes, sort=True).mean()
     rows: list[dict[str, Any]] = []
-    for start in starts:
-        n = int(counts.get(start, 0))
+    for w, start in enumerate(starts):
+        present = bool(counts[w])
         rows.append(
             {
                 "week_start": datetime.fromtimestamp(float(start), UTC),
-                "incidents": n,
-                "unacknowledged": int(unack.get(start, 0)),
-                "mtta_p50_seconds": _num(p50["mtta"].get(start, math.nan)),
-                "mtta_mean_seconds": _num(mean["mtta"].get(start, math.nan)),
-                "mttr_p50_seconds": _num(p50["mttr"].get(start, math.nan)),
-                "mttr_mean_seconds": _num(mean["mttr"].get(start, math.nan)),
+                "incidents": int(counts[w]),
+                "unacknowledged": int(unack[w]),
+                "mtta_p50_seconds": _num(p50["mtta"][w]),
+                "mtta_mean_seconds": _num(mean.at[w, "mtta"]) if present else None,
+                "mttr_p50_seconds": _num(p50["mttr"][w]),
+                "mttr_mean_seconds": _num(mean.at[w, "mttr"]) if present else None,
             }
         )
     return rows
@@ -280,6 +343,7 @@ def summary(df: pd.DataFrame, window: Window, options: Options) -> dict[str, Any
     df = df[mask]
     rep = rep_all[mask]
     dur = durations(df)
+    by = {m: _by_value(dur[m]) for m in _METRICS}  # each duration sorted once
     n = len(df)
     repeat_count = int(rep.sum())
     return {
@@ -296,8 +360,8 @@ def summary(df: pd.DataFrame, window: Window, options: Options) -> dict[str, Any
         "mtta": _stats(dur["mtta"]),
         "time_to_mitigate": _stats(dur["ttm"]),
         "mttr": _stats(dur["mttr"]),
-        "by": {d: _group_stats(df, dur, _dimension_keys(df, d)) for d in DIMENSIONS},
-        "weekly": weekly(df, dur, window),
+        "by": {d: _group_stats(df, dur, _dimension_keys(df, d), by) for d in DIMENSIONS},
+        "weekly": weekly(df, dur, window, by),
         "repeats": {
             "within_days": options.repeat_days,
             "repeat_incidents": repeat_count,
