@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import harness
@@ -32,6 +32,8 @@ class BenchContext:
     workdir: Path
     knobs: Knobs
     quiet: bool = False
+    #: URLs of the throwaway databases this context created (each dropped on exit)
+    created: list[str] = field(default_factory=list)
 
     def progress(self, message: str) -> None:
         if not self.quiet:
@@ -41,6 +43,7 @@ class BenchContext:
     def database(self, label: str) -> Iterator[str]:
         """A throwaway database (dropped at the end) on the bench PostgreSQL."""
         with harness.throwaway_database(self.backends.admin_database_url, label) as url:
+            self.created.append(url)
             yield url
 
     def data_dir(self, label: str) -> Path:

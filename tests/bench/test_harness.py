@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -28,12 +29,16 @@ TINY = Knobs(
 )
 
 
-async def _bench_databases(admin_url: str) -> set[str]:
+async def _remaining(admin_url: str, ctx: BenchContext) -> set[str]:
+    """The databases ``ctx`` created that still exist (benches run by others on the same
+    server, concurrently, have their own and are not counted)."""
+    names = [urlsplit(url).path.lstrip("/") for url in ctx.created]
+    assert names
+    assert all(n.startswith(harness.DATABASE_PREFIX) for n in names)
     conn = await asyncpg.connect(admin_url)
     try:
         rows = await conn.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1",
-            harness.DATABASE_PREFIX + "%",
+            "SELECT datname FROM pg_database WHERE datname = ANY($1::text[])", names
         )
     finally:
         await conn.close()
@@ -43,7 +48,6 @@ async def _bench_databases(admin_url: str) -> set[str]:
 def test_incidents_scenario_runs_all_stacks_and_drops_its_databases(
     admin_database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    before = asyncio.run(_bench_databases(admin_database_url))
     ctx = BenchContext(
         harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
     )
@@ -68,7 +72,7 @@ def test_incidents_scenario_runs_all_stacks_and_drops_its_databases(
     text = report.render()
     for t in report.targets:
         assert t.verdict() in text
-    assert asyncio.run(_bench_databases(admin_database_url)) - before == set()
+    assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
 
 
 def test_wrk_errors_stop_the_bench(admin_database_url: str, tmp_path: Path) -> None:
@@ -104,7 +108,6 @@ def test_auth_scenario_compares_with_the_pre_auth_build(
 def test_detection_scenario_prints_its_three_targets(
     admin_database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    before = asyncio.run(_bench_databases(admin_database_url))
     ctx = BenchContext(
         harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
     )
@@ -120,4 +123,4 @@ def test_detection_scenario_prints_its_three_targets(
     text = report.render()
     for t in report.targets:
         assert t.verdict() in text
-    assert asyncio.run(_bench_databases(admin_database_url)) - before == set()
+    assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
