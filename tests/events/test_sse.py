@@ -68,7 +68,7 @@ def payload() -> dict[str, Any]:
 async def next_matching(
     stream: AsyncIterator[dict[str, Any]], ref: str, kind: str
 ) -> dict[str, Any]:
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(60):
         async for event in stream:
             if (
                 "data" in event
@@ -96,7 +96,7 @@ async def test_change_on_one_replica_reaches_another(
     # Resume after the 'created' entry: the replay starts with what came after it.
     resumed = events(replica, admin_token, {"Last-Event-ID": str(created["id"])})
     assert await asyncio.wait_for(anext(resumed), 60) == {"ready": True}
-    replayed = await asyncio.wait_for(anext(resumed), 20)
+    replayed = await asyncio.wait_for(anext(resumed), 60)
     assert replayed["id"] == joined["id"]
     await resumed.aclose()
 
@@ -129,6 +129,6 @@ async def test_changes_nobody_published_still_arrive(
     reader = asyncio.ensure_future(next_matching(stream, ref, "status_changed"))
     r = await client.post(f"/api/v1/incidents/{ref}/transitions", json={"to": "acknowledged"})
     assert r.status_code == 200, r.text
-    event = await asyncio.wait_for(reader, 20)
+    event = await asyncio.wait_for(reader, 60)
     assert event["data"]["after"] == {"status": "acknowledged"}
     await stream.aclose()
