@@ -8,10 +8,19 @@ per request, so the client is Python (httpx, keep-alive, bodies built between
 requests); with 100-alert payloads it sends ~50 requests/s and is not the limit,
 with 1-alert payloads it shares the host's two cores with the server.
 
-Throughput: closed loop with ``knobs.connections`` connections for
-``knobs.duration`` seconds, median over ``knobs.rounds`` rounds. Latency target: an
-open loop at half the 5,000 alerts/s target (25 payloads of 100 alerts per second),
-latency measured from each request's scheduled send time, so a stall is not hidden.
+Latency target: an open loop at half the 5,000 alerts/s target (25 payloads of 100
+alerts per second) for ``knobs.latency_duration`` seconds, latency measured from
+each request's scheduled send time, so a stall is not hidden. It runs first, after
+``knobs.warmup`` seconds at the same rate: the saturating closed-loop rounds leave
+work behind them (incidents waiting for similar-incident suggestions, audit entries
+waiting to be sealed, dead rows for autovacuum), and a latency figure at a steady
+rate must not measure the drain of a backlog built at twice that rate (on the
+shared 2-core host, 2026-11-27: p99 40 ms on the warmed server before the rounds,
+120 ms to 900 ms right after them).
+Throughput: then a closed loop with ``knobs.connections`` connections for
+``knobs.duration`` seconds, median over ``knobs.rounds`` rounds; the latency table
+shows the offered rate as a fraction of that capacity, since an open loop offered
+more than the server can take measures its queue, not its latency.
 Ceiling: in the same run and database, the same rows through the same bulk upsert
 statement straight over asyncpg (no HTTP, no validation, no incident logic).
 """
@@ -225,17 +234,17 @@ def run(ctx: BenchContext) -> Report:
         rounds: dict[int, list[Result]] = {n: [] for n in SIZES}
         with ctx.firewatch(db) as fw:
             base = fw.base_url
-            ctx.progress("ingest: warm-up")
-            asyncio.run(closed_loop(base, 10, k.connections, k.warmup, headers))
+            rate = TARGET_ALERTS_PER_S / 2 / 100
+            ctx.progress(f"ingest: warm-up, then open loop at {rate * 100:.0f} alerts/s")
+            if k.warmup > 0:
+                asyncio.run(open_loop(base, 100, rate, k.warmup, headers))
+            fixed = asyncio.run(open_loop(base, 100, rate, k.latency_duration, headers))
             for i in range(k.rounds):
                 for n in SIZES:
                     ctx.progress(f"ingest: round {i + 1}/{k.rounds}, {n} alerts/payload")
                     rounds[n].append(
                         asyncio.run(closed_loop(base, n, k.connections, k.duration, headers))
                     )
-            rate = TARGET_ALERTS_PER_S / 2 / 100
-            ctx.progress(f"ingest: open loop at {rate * 100:.0f} alerts/s")
-            fixed = asyncio.run(open_loop(base, 100, rate, max(k.duration, 5.0), headers))
         ceilings: dict[int, float] = {}
         for n in SIZES:
             ctx.progress(f"ingest: raw upsert ceiling, {n} alerts/statement")
@@ -275,18 +284,34 @@ def run(ctx: BenchContext) -> Report:
         f"{k.connections} connections, same database, same run: the ceiling."
     )
     lat = report.section(
-        "open loop, 100 alerts/payload at half the target rate",
-        ("alerts/s offered", "requests", "p50 ms", "p99 ms", "max ms", "errors"),
+        f"open loop, 100 alerts/payload at half the target rate, {k.latency_duration:g}s "
+        f"after {k.warmup:g}s at that rate, before the closed-loop rounds",
+        (
+            "alerts/s offered",
+            "of capacity",
+            "requests",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "errors",
+        ),
     )
+    capacity = median_rate[100]
     lat.rows.append(
         (
             f"{TARGET_ALERTS_PER_S / 2:.0f}",
+            f"{TARGET_ALERTS_PER_S / 2 / capacity:.2f}x" if capacity else "n/a",
             str(len(fixed.latencies_ms)),
             f"{fixed.pct(50):.1f}",
             f"{fixed.pct(99):.1f}",
             f"{max(fixed.latencies_ms, default=float('nan')):.1f}",
             str(fixed.errors),
         )
+    )
+    lat.notes.append(
+        f"capacity = the closed-loop median with 100-alert payloads ({capacity:.0f} alerts/s): "
+        "at 1.0x or more the server cannot keep up, latency grows with the length of the "
+        "run, and the p99 measures a queue, not the service."
     )
     report.target(
         "alerts/s, 100-alert payloads, one worker",

@@ -124,3 +124,29 @@ def test_detection_scenario_prints_its_three_targets(
     for t in report.targets:
         assert t.verdict() in text
     assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
+
+
+def test_ingest_scenario_measures_latency_then_capacity(
+    admin_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    ctx = BenchContext(
+        harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
+    )
+    report = discover()["ingest"].run(ctx)
+
+    closed, latency = report.sections
+    assert [r[0] for r in closed.rows] == ["1", "10", "100"]
+    for row in closed.rows:
+        assert float(row[2]) > 0  # alerts/s
+        assert row[6] == "0"  # no errors
+        assert float(row[7]) > 0  # raw upsert ceiling
+    [row] = latency.rows
+    assert row[0] == "2500"
+    assert row[1].endswith("x")  # offered / measured capacity
+    assert int(row[2]) == 26  # every scheduled request of 1 s at 25 payloads/s answered
+    assert row[6] == "0"
+    assert [t.name for t in report.targets] == [
+        "alerts/s, 100-alert payloads, one worker",
+        "p99 at 2500 alerts/s (100-alert payloads)",
+    ]
+    assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
