@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from firewatch.audit import chain
 from firewatch.audit import service as audit
+from firewatch.audit import store as audit_store
 from firewatch.auth.principal import Principal
 from firewatch.cli import cli
 from firewatch.runtime import migrations
@@ -82,7 +83,16 @@ async def test_update_delete_truncate_are_refused(pool: PgPool) -> None:
         "DELETE FROM audit_seal WHERE seq = (SELECT max(seq) FROM audit_seal)",
     ):
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await pool.execute(sql)
+            await _as_sole_sealer(pool, sql)
+
+
+async def _as_sole_sealer(pool: PgPool, sql: str) -> None:
+    """Run ``sql`` holding the sealer's lock: the background sealer locks audit_pending
+    then audit_log, TRUNCATE ... CASCADE the other way round, and the two would
+    deadlock instead of the trigger refusing the statement."""
+    async with pool.acquire() as conn, conn.transaction():
+        await audit_store.wait_seal_lock(conn)
+        await conn.execute(sql)
 
 
 async def test_sealed_chain_verifies(client: httpx.AsyncClient, pool: PgPool) -> None:
