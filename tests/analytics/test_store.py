@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import pandas as pd
+import pytest
+
 from firewatch.analytics import store
 from firewatch.analytics.windows import Scope
 from firewatch.runtime.database import PgPool
@@ -60,3 +63,28 @@ async def test_frame_matches_the_rows_as_stored(pool: PgPool) -> None:
     assert frame["group_key"].isna().tolist() == [False, False, False, True, True, True]
     assert set(scoped["service"]) == {"svc-a"}
     assert len(scoped) == sum(r["service"] == "svc-a" for r in expected)
+
+
+async def test_a_table_read_in_two_halves_gives_the_same_frame(
+    pool: PgPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start, end = datetime(1994, 1, 1, tzinfo=UTC), datetime(1994, 1, 15, tzinfo=UTC)
+    async with pool.acquire() as conn:
+        await insert(conn, 1994)
+        await conn.execute(
+            "UPDATE incidents SET group_key = 'gk-half' WHERE id = "
+            "(SELECT min(id) FROM incidents WHERE opened_at >= $1 AND opened_at < $2)",
+            start,
+            end,
+        )
+        whole = await store.incidents_frame(conn, start, end)
+        monkeypatch.setattr(store, "SPLIT_PAGES", 0)  # split even this small table
+        async with pool.acquire() as helper:
+            halves = await store.incidents_frame(conn, start, end, helper=helper)
+            assert not helper.is_in_transaction()
+    assert len(whole) == 6
+
+    def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.sort_values("id").reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(ordered(whole), ordered(halves))
