@@ -24,6 +24,11 @@ def _scoring(spans: list[ReceivedSpan], stream: str) -> list[ReceivedSpan]:
     ]
 
 
+def _parent_received(spans: list[ReceivedSpan], stream: str, trace_id: str) -> bool:
+    ids = {s.span_id for s in spans if s.trace_id == trace_id}
+    return any(s.trace_id == trace_id and s.parent_span_id in ids for s in _scoring(spans, stream))
+
+
 async def test_a_scored_batch_is_one_scoring_span_in_the_request_trace(
     own_database: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -62,9 +67,8 @@ async def test_a_scored_batch_is_one_scoring_span_in_the_request_trace(
                 )
                 assert r.status_code == 200, r.text
                 scored = {s["stream"]: s["scored"] for s in r.json()["streams"]}
-            spans = receiver.wait_for(
-                lambda got: any(s.trace_id == trace_id for s in _scoring(got, name))
-            )
+            # the scoring span and the request's spans may come in different batches
+            spans = receiver.wait_for(lambda got: _parent_received(got, name, trace_id))
     finally:
         receiver.stop()
 
