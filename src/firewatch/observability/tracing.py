@@ -173,6 +173,17 @@ def unsampled_children() -> AbstractContextManager[object]:
     return suppress_instrumentation()
 
 
+def untraced() -> AbstractContextManager[object]:
+    """No SQL or Redis client spans inside the block (background polling: a worker
+    asking every second whether there is work would otherwise export a one-span
+    trace per question). Spans started with the helpers here are unaffected."""
+    if _provider is None:
+        return nullcontext()
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()
+
+
 def fastapi_telemetry() -> TelemetryConfig:
     """``FastAPI(telemetry=...)``: FastAPI's own OpenTelemetry server spans.
 
