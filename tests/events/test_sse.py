@@ -6,11 +6,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 import pytest
 
+from firewatch.events import service as events_service
+from firewatch.runtime.redis import create_redis
 from firewatch.settings import Settings
 from tests import servers
 from tests.alerts.conftest import load_fixture
@@ -132,3 +135,28 @@ async def test_changes_nobody_published_still_arrive(
     event = await asyncio.wait_for(reader, 60)
     assert event["data"]["after"] == {"status": "acknowledged"}
     await stream.aclose()
+
+
+async def test_deployments_on_other_redis_databases_never_see_our_events(
+    redis_url: str,
+) -> None:
+    """Pub/sub channels are server-wide: ours carries the database number."""
+    ours = create_redis(redis_url)
+    other_db = (int(urlsplit(redis_url).path.lstrip("/") or 0) + 1) % 16
+    theirs = create_redis(servers.with_redis_db(redis_url, other_db))
+    entry = {"id": 1, "incident_id": 1, "at": "2026-11-27T00:00:00Z", "actor": "a", "kind": "k"}
+    try:
+        assert events_service.channel(ours) != events_service.channel(theirs)
+        listening = ours.pubsub()
+        await listening.subscribe(events_service.channel(ours))
+        await listening.get_message(timeout=5)  # the subscribe confirmation
+        await events_service.publish(theirs, [{**entry, "id": 2}])
+        await events_service.publish(ours, [entry])
+        got = await listening.get_message(ignore_subscribe_messages=True, timeout=5)
+        assert got is not None
+        assert orjson.loads(got["data"])["id"] == 1  # only ours arrived
+        assert await listening.get_message(ignore_subscribe_messages=True, timeout=0.5) is None
+        await listening.aclose()  # type: ignore[no-untyped-call]
+    finally:
+        await ours.aclose()
+        await theirs.aclose()

@@ -49,6 +49,16 @@ def event_json(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def channel(redis: Redis) -> str:
+    """The pub/sub channel of this deployment. Redis channels are server-wide, not per
+    database, so it carries the database number, like every key of ours is scoped by
+    it: deployments (or test runs) sharing a Redis server on different databases must
+    never see each other's incidents (a foreign event would also push a stream's
+    last-sent id past its own entries)."""
+    db = redis.connection_pool.connection_kwargs.get("db", 0)
+    return f"{CHANNEL}:{db}"
+
+
 def _encode(entry: Mapping[str, Any]) -> bytes:
     return orjson.dumps(event_json(entry), option=orjson.OPT_UTC_Z)
 
@@ -59,9 +69,10 @@ async def publish(redis: Redis, entries: Iterable[Mapping[str, Any]]) -> None:
     if not messages:
         return
     try:
+        name = channel(redis)
         async with redis.pipeline(transaction=False) as pipe:
             for message in messages:
-                pipe.publish(CHANNEL, message)
+                pipe.publish(name, message)
             await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("live event publish failed", error_type=type(exc).__name__)
@@ -99,7 +110,7 @@ async def stream(
     """
     pubsub = redis.pubsub()
     try:
-        await pubsub.subscribe(CHANNEL)
+        await pubsub.subscribe(channel(redis))
         yield b"retry: 2000\n\n"
         async with pool.acquire() as conn:
             start = last_event_id if last_event_id is not None else await store.latest_id(conn)
