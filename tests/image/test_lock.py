@@ -57,8 +57,8 @@ def test_a_changed_specifier_or_extra_is_drift(copies: tuple[Path, Path]) -> Non
 
 def test_order_spacing_and_name_spelling_are_not_drift(copies: tuple[Path, Path]) -> None:
     pyproject, lock = copies
-    _edit(pyproject, '  "fastapi>=0.115",\n', "")
-    _edit(pyproject, '  "rich>=13.9",\n', '  "rich>=13.9",\n  "FastAPI >= 0.115",\n')
+    _edit(pyproject, '  "fastapi>=0.165",\n', "")
+    _edit(pyproject, '  "rich>=13.9",\n', '  "rich>=13.9",\n  "FastAPI >= 0.165",\n')
     lockfile.check(pyproject, lock)
 
 
