@@ -3,7 +3,8 @@
 The state is created by the app's lifespan (``app.state.similar``) and belongs to
 that app and its event loop; nothing here is module-global. Before answering, the
 index catches up on incidents changed since it last looked (``updated_at``
-watermark, indexed): changed incidents are re-vectorised incrementally into the
+watermark, indexed, looking back :data:`OVERLAP` for changes that committed late):
+changed incidents are re-vectorised incrementally into the
 index's side matrix, which is folded back (:meth:`SimilarIndex.compact`, IDF refitted,
 no text re-read) when it exceeds 10% of the index. The index is rebuilt from the
 database when it is older than ``FIREWATCH_SIMILAR_REBUILD_SECONDS``. Resolution
@@ -28,7 +29,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -74,6 +75,8 @@ class SimilarState:
         # set while a build runs (on the event loop; waiters hold nothing while waiting)
         self.built: asyncio.Event | None = None
         self._write = threading.Lock()  # taken in worker threads only
+        # id -> updated_at of the rows applied within OVERLAP of the watermark
+        self.recent: dict[int, datetime] = {}
 
     # ----------------------------------------------- synchronous, in worker threads
 
@@ -83,22 +86,47 @@ class SimilarState:
         with self._write:
             self.index = index
             self.watermark = max(((r["updated_at"], r["id"]) for r in rows), default=None)
+            self.recent = {}
+            self._remember(rows)
             self.built_at = time.monotonic()
         return index
 
+    def _remember(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Versions of the rows inside the overlap window (under ``_write``)."""
+        if self.watermark is None:
+            return
+        horizon = self.watermark[0] - OVERLAP
+        for r in rows:
+            if r["updated_at"] > horizon:
+                self.recent[r["id"]] = r["updated_at"]
+        self.recent = {i: at for i, at in self.recent.items() if at > horizon}
+
     def _catch_up(self, index: SimilarIndex, rows: Sequence[asyncpg.Record]) -> None:
-        """Apply changed rows (ordered by updated_at, id) not yet seen by ``index``."""
+        """Apply changed rows (ordered by updated_at, id) this index has not seen at
+        that version."""
         with self._write:
             if self.index is not index:  # rebuilt meanwhile: the new one catches up itself
                 return
-            seen = self.watermark
-            fresh = [r for r in rows if seen is None or (r["updated_at"], r["id"]) > seen]
+            fresh = [r for r in rows if self.recent.get(r["id"]) != r["updated_at"]]
             if not fresh:
                 return
             index.upsert((r["id"], _text(r)) for r in fresh)
-            self.watermark = (fresh[-1]["updated_at"], fresh[-1]["id"])
+            last = max((r["updated_at"], r["id"]) for r in fresh)
+            if self.watermark is None or last > self.watermark:
+                self.watermark = last
+            self._remember(fresh)
             if index.needs_rebuild():
                 index.compact()
+
+
+#: How far back each catch-up looks again. ``updated_at`` is stamped when a change is
+#: made, not when it commits: a transaction that commits after a later-stamped one
+#: would fall behind the watermark. Rows re-read in this window are applied only
+#: when their version is new to the index.
+OVERLAP = timedelta(seconds=5)
+
+# Cheap first pass (index-only on incidents (updated_at, id)): which rows changed.
+_CHANGED = "SELECT id, updated_at FROM incidents WHERE updated_at > $1"
 
 
 async def _refresh(state: SimilarState, pool: PgPool, rebuild_seconds: float) -> SimilarIndex:
@@ -125,9 +153,15 @@ async def _refresh(state: SimilarState, pool: PgPool, rebuild_seconds: float) ->
         if mark is None:
             rows = await conn.fetch(_TEXT + " ORDER BY i.updated_at, i.id")
         else:
-            rows = await conn.fetch(
-                _TEXT + " WHERE (i.updated_at, i.id) > ($1, $2) ORDER BY i.updated_at, i.id",
-                *mark,
+            changed = await conn.fetch(_CHANGED, mark[0] - OVERLAP)
+            known = state.recent
+            ids = [r["id"] for r in changed if known.get(r["id"]) != r["updated_at"]]
+            rows = (
+                await conn.fetch(
+                    _TEXT + " WHERE i.id = ANY($1::bigint[]) ORDER BY i.updated_at, i.id", ids
+                )
+                if ids
+                else []
             )
     if rows:
         await asyncio.to_thread(state._catch_up, index, rows)
