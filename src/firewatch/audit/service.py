@@ -29,6 +29,7 @@ import structlog
 
 from firewatch.audit import chain, store
 from firewatch.auth.principal import Principal
+from firewatch.observability import tracing
 from firewatch.runtime.database import Conn, PgPool
 from firewatch.settings import Settings
 
@@ -100,7 +101,8 @@ async def run_sealer(pool: PgPool, interval: float) -> None:
     """Background task of every worker: seal every ``interval`` seconds until cancelled."""
     while True:
         try:
-            await seal_pending(pool)
+            with tracing.untraced():  # a poll per interval: not worth a trace each
+                await seal_pending(pool)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # keep sealing after a transient database error
