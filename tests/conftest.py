@@ -55,6 +55,18 @@ async def database_url(admin_database_url: str) -> AsyncIterator[str]:
         await servers.drop_database(admin_database_url, name)
 
 
+@pytest.fixture(scope="module")
+async def fresh_database(admin_database_url: str) -> AsyncIterator[str]:
+    """A migrated database of the test module's own (for a live server, or for gauges
+    read from the database that must be exact), dropped after the module."""
+    name, url = await servers.create_database(admin_database_url)
+    await migrations.upgrade(url)
+    try:
+        yield url
+    finally:
+        await servers.drop_database(admin_database_url, name)
+
+
 @pytest.fixture(scope="session")
 def settings(
     database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory

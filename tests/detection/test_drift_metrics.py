@@ -44,10 +44,10 @@ async def _points(url: str, stream: str, values: np.ndarray, ages: np.ndarray) -
 
 
 async def test_drift_gauge_is_the_latest_check_on_every_worker(
-    own_database: str, redis_url: str, tmp_path: Path
+    fresh_database: str, redis_url: str, tmp_path: Path
 ) -> None:
     env = {
-        "FIREWATCH_DATABASE_URL": own_database,
+        "FIREWATCH_DATABASE_URL": fresh_database,
         "FIREWATCH_REDIS_URL": redis_url,
         "FIREWATCH_DATA_DIR": str(tmp_path / "data"),
         "FIREWATCH_WORKERS": "2",
@@ -63,12 +63,12 @@ async def test_drift_gauge_is_the_latest_check_on_every_worker(
                 assert r.status_code == 201, r.text
             reference_ages = 86400 + 600 * np.arange(1, 600)  # before the last day
             recent_ages = 600 * np.arange(1, 120)  # the last day
-            await _points(own_database, shifted, rng.normal(10, 1, 599), reference_ages)
-            await _points(own_database, shifted, rng.normal(12, 1, 119), recent_ages)
-            await _points(own_database, steady, rng.normal(5, 1, 599), reference_ages)
-            await _points(own_database, steady, rng.normal(5, 1, 119), recent_ages)
-            await _points(own_database, unchecked, rng.normal(5, 1, 599), reference_ages)
-            await _points(own_database, unchecked, rng.normal(9, 1, 119), recent_ages)
+            await _points(fresh_database, shifted, rng.normal(10, 1, 599), reference_ages)
+            await _points(fresh_database, shifted, rng.normal(12, 1, 119), recent_ages)
+            await _points(fresh_database, steady, rng.normal(5, 1, 599), reference_ages)
+            await _points(fresh_database, steady, rng.normal(5, 1, 119), recent_ages)
+            await _points(fresh_database, unchecked, rng.normal(5, 1, 599), reference_ages)
+            await _points(fresh_database, unchecked, rng.normal(9, 1, 119), recent_ages)
             checks = {}
             for name in (shifted, steady):
                 r = await c.post(f"{API}/streams/{name}/drift/check")

@@ -30,11 +30,11 @@ def _parent_received(spans: list[ReceivedSpan], stream: str, trace_id: str) -> b
 
 
 async def test_a_scored_batch_is_one_scoring_span_in_the_request_trace(
-    own_database: str, redis_url: str, tmp_path: Path
+    fresh_database: str, redis_url: str, tmp_path: Path
 ) -> None:
     receiver = OtlpReceiver().start()
     env = {
-        "FIREWATCH_DATABASE_URL": own_database,
+        "FIREWATCH_DATABASE_URL": fresh_database,
         "FIREWATCH_REDIS_URL": redis_url,
         "FIREWATCH_DATA_DIR": str(tmp_path / "data"),
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
