@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,27 +44,29 @@ def redis_url(servers_dir: Path) -> Iterator[str]:
         yield servers.with_redis_db(url, 1 + servers.worker_index() % 15)
 
 
-@pytest.fixture(scope="session")
-async def database_url(admin_database_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for this test worker, dropped at the end."""
+@asynccontextmanager
+async def _migrated_database(admin_database_url: str) -> AsyncIterator[str]:
     name, url = await servers.create_database(admin_database_url)
     await migrations.upgrade(url)
     try:
         yield url
     finally:
         await servers.drop_database(admin_database_url, name)
+
+
+@pytest.fixture(scope="session")
+async def database_url(admin_database_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test worker, dropped at the end."""
+    async with _migrated_database(admin_database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 async def fresh_database(admin_database_url: str) -> AsyncIterator[str]:
     """A migrated database of the test module's own (for a live server, or for gauges
     read from the database that must be exact), dropped after the module."""
-    name, url = await servers.create_database(admin_database_url)
-    await migrations.upgrade(url)
-    try:
+    async with _migrated_database(admin_database_url) as url:
         yield url
-    finally:
-        await servers.drop_database(admin_database_url, name)
 
 
 @pytest.fixture(scope="session")
