@@ -29,6 +29,13 @@ TINY = Knobs(
 )
 
 
+def _tiny(admin_database_url: str, redis_url: str, tmp_path: Path) -> BenchContext:
+    """A quiet context with the tiny knobs, on the test servers."""
+    return BenchContext(
+        harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
+    )
+
+
 async def _remaining(admin_url: str, ctx: BenchContext) -> set[str]:
     """The databases ``ctx`` created that still exist (benches run by others on the same
     server, concurrently, have their own and are not counted)."""
@@ -48,9 +55,7 @@ async def _remaining(admin_url: str, ctx: BenchContext) -> set[str]:
 def test_incidents_scenario_runs_all_stacks_and_drops_its_databases(
     admin_database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    ctx = BenchContext(
-        harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
-    )
+    ctx = _tiny(admin_database_url, redis_url, tmp_path)
     report = discover()["incidents"].run(ctx)
 
     rows = report.sections[0].rows
@@ -96,9 +101,7 @@ def test_targets_compare_the_measured_value() -> None:
 def test_auth_scenario_compares_with_the_pre_auth_build(
     admin_database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    ctx = BenchContext(
-        harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
-    )
+    ctx = _tiny(admin_database_url, redis_url, tmp_path)
     report = discover()["auth"].run(ctx)
     assert {r[0] for r in report.sections[0].rows} == {"with-auth", "pre-auth"}
     assert all(float(r[1]) > 0 for r in report.sections[0].rows)
@@ -108,9 +111,7 @@ def test_auth_scenario_compares_with_the_pre_auth_build(
 def test_detection_scenario_prints_its_three_targets(
     admin_database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    ctx = BenchContext(
-        harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
-    )
+    ctx = _tiny(admin_database_url, redis_url, tmp_path)
     report = discover()["detection"].run(ctx)
     assert [t.name for t in report.targets] == [
         "scoring points/s per core (best batch)",
@@ -129,9 +130,7 @@ def test_detection_scenario_prints_its_three_targets(
 def test_ingest_scenario_measures_latency_then_capacity(
     admin_database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    ctx = BenchContext(
-        harness.Backends(admin_database_url, redis_url, "test"), tmp_path, TINY, quiet=True
-    )
+    ctx = _tiny(admin_database_url, redis_url, tmp_path)
     report = discover()["ingest"].run(ctx)
 
     closed, latency = report.sections
