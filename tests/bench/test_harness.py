@@ -7,6 +7,7 @@ servers, real wrk, real throwaway databases that are dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -148,4 +149,34 @@ def test_ingest_scenario_measures_latency_then_capacity(
         "alerts/s, 100-alert payloads, one worker",
         "p99 at 2500 alerts/s (100-alert payloads)",
     ]
+    assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
+
+
+def test_observability_scenario_compares_traced_with_plain(
+    admin_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    ctx = _tiny(admin_database_url, redis_url, tmp_path)
+    report = discover()["observability"].run(ctx)
+    rows = report.sections[0].rows
+    assert [r[0] for r in rows] == ["observed", "plain"]
+    assert all(float(r[1]) > 0 for r in rows)
+    assert any("spans received" in note for note in report.sections[0].notes)
+    assert [t.name for t in report.targets] == ["tracing 10% + metrics / both off (GET incident)"]
+    assert report.targets[0].measured > 0
+    assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
+
+
+def test_keyset_scenario_measures_every_page_kind(
+    admin_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # every filtered page must fill its 50 rows, deep pages included
+    ctx = replace(
+        _tiny(admin_database_url, redis_url, tmp_path), knobs=replace(TINY, seed_rows=20_000)
+    )
+    report = discover()["keyset"].run(ctx)
+    pages = [r[0] for r in report.sections[0].rows]
+    assert "first page" in pages
+    assert "deep page (cursor, 90% in)" in pages
+    assert len(report.targets) == len(pages)
+    assert all(t.measured > 0 for t in report.targets)
     assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
