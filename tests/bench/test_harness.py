@@ -7,6 +7,8 @@ servers, real wrk, real throwaway databases that are dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -180,3 +182,31 @@ def test_keyset_scenario_measures_every_page_kind(
     assert len(report.targets) == len(pages)
     assert all(t.measured > 0 for t in report.targets)
     assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
+
+
+def test_inprocess_measures_every_configuration() -> None:
+    """``python -m bench.inprocess``: each configuration in its own process, on the
+    test servers (the bench falls back to them), a figure per configuration."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.inprocess",
+            "--requests",
+            "20",
+            "--rounds",
+            "1",
+            "--configs",
+            "minimal,plain,tracing-10",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("in-process CPU us per GET incident")
+    figures = {ln.split()[0]: float(ln.split()[1]) for ln in lines[1:]}
+    assert set(figures) == {"minimal", "plain", "tracing-10"}
+    assert all(v > 0 for v in figures.values())

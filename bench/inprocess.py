@@ -1,0 +1,195 @@
+"""CPU per request of the whole app called in-process: no HTTP, no wrk, no other server.
+
+``python -m bench.inprocess [--requests N] [--rounds R] [--post]`` seeds a throwaway
+database (the bench's servers, see README), then for each configuration builds the
+app as a worker does (``app_from_env`` in a fresh process), runs its lifespan, and
+calls the ASGI app directly N times per round with an admin token, timing the
+process's CPU (``time.process_time``: this process only, PostgreSQL and Redis are
+not in it). It prints the best round per configuration, beside the minimal app's
+(``bench/baselines/minimal.py``) on the same database. Far steadier than req/s
+under load, and what py-spy (``py-spy record -f raw -- python -m bench.inprocess``)
+should profile when a request got slower.
+
+Configurations: ``minimal``, ``plain`` (tracing and metrics off), ``metrics``,
+``tracing-off`` (SDK on, ``always_off`` sampler), ``tracing-10`` (10%) and
+``tracing-all``; spans go to a real OTLP/gRPC receiver started here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import auth, harness, seed
+
+ROWS = 10_000
+BODY = (
+    b'{"title":"Feature drift on checkout-ranker","severity":"SEV2",'
+    b'"category":"data_drift","service":"checkout-ranker","labels":{"env":"prod"}}'
+)
+CONFIGS: dict[str, dict[str, str]] = {
+    "plain": {"OTEL_SDK_DISABLED": "true", "FIREWATCH_METRICS_ENABLED": "false"},
+    "metrics": {"OTEL_SDK_DISABLED": "true", "FIREWATCH_METRICS_ENABLED": "true"},
+    "tracing-off": {"OTEL_TRACES_SAMPLER": "always_off", "FIREWATCH_METRICS_ENABLED": "false"},
+    "tracing-10": {
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        "FIREWATCH_METRICS_ENABLED": "false",
+    },
+    "tracing-all": {"OTEL_TRACES_SAMPLER": "always_on", "FIREWATCH_METRICS_ENABLED": "false"},
+}
+
+
+async def _measure(
+    app: Any,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    post: bool,
+    requests: int,
+    rounds: int,
+) -> list[float]:
+    """CPU microseconds per request of ``rounds`` rounds of ``requests`` calls."""
+    method = "POST" if post else "GET"
+    extra = [(b"content-type", b"application/json")] if post else []
+
+    async def one(i: int) -> None:
+        target = path if post else path.format(id=1 + i % ROWS)
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": target,
+            "raw_path": target.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"127.0.0.1"), *headers, *extra],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+        sent: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": BODY if post else b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                sent.append(message["status"])
+
+        await app(scope, receive, send)
+        if not sent or sent[0] >= 400:
+            raise RuntimeError(f"{method} {target} answered {sent}")
+
+    for i in range(min(300, requests)):  # warm-up: caches, statement cache, pool
+        await one(i)
+    out = []
+    for _ in range(rounds):
+        start = time.process_time()
+        for i in range(requests):
+            await one(i)
+        out.append((time.process_time() - start) / requests * 1e6)
+    return out
+
+
+async def _child(config: str, post: bool, requests: int, rounds: int) -> list[float]:
+    if config == "minimal":
+        from bench.baselines.minimal import create_app
+
+        app: Any = create_app()
+        path, headers = ("/incidents" if post else "/incidents/{id}"), []
+    else:
+        from firewatch.app import app_from_env
+
+        app = app_from_env()
+        path = "/api/v1/incidents" if post else "/api/v1/incidents/INC-{id}"
+        headers = [(b"authorization", os.environ["BENCH_AUTHORIZATION"].encode())]
+    async with app.router.lifespan_context(app):
+        return await _measure(app, path, headers, post=post, requests=requests, rounds=rounds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--post", action="store_true", help="create instead of GET")
+    parser.add_argument("--configs", default="minimal," + ",".join(CONFIGS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:  # one configuration, in a fresh process (settings, SDK, logging)
+        cpu = asyncio.run(_child(args.child, args.post, args.requests, args.rounds))
+        print(json.dumps(cpu))
+        return 0
+
+    from tests.observability.otlp import OtlpReceiver
+
+    receiver = OtlpReceiver(keep=False).start()
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="fw-inprocess-") as tmp,
+            harness.backends(Path(tmp)) as backends,
+            harness.throwaway_database(backends.admin_database_url, "inprocess") as db,
+        ):
+            seed.migrate_firewatch(db)
+            seed.seed_incidents(db, ROWS)
+            token = auth.api_headers(db)["Authorization"]
+            with tempfile.TemporaryDirectory(prefix="fw-inprocess-data-") as data:
+                base = {
+                    **os.environ,
+                    "FIREWATCH_DATABASE_URL": db,
+                    "FIREWATCH_REDIS_URL": backends.redis_url,
+                    "FIREWATCH_DATA_DIR": data,
+                    "FIREWATCH_LOG_FORMAT": "json",
+                    "FIREWATCH_SIMILAR_SUGGEST_INTERVAL": "0",
+                    "BENCH_DATABASE_URL": db,
+                    "BENCH_AUTHORIZATION": token,
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                    "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                    **auth.server_env(db),
+                }
+                what = "create" if args.post else "GET incident"
+                print(
+                    f"in-process CPU us per {what}, best of {args.rounds} rounds "
+                    f"of {args.requests} (all rounds after the colon)"
+                )
+                for config in args.configs.split(","):
+                    env = {**base, **CONFIGS.get(config, {})}
+                    argv_child = [
+                        sys.executable,
+                        "-m",
+                        "bench.inprocess",
+                        "--child",
+                        config,
+                        "--requests",
+                        str(args.requests),
+                        "--rounds",
+                        str(args.rounds),
+                    ]
+                    if args.post:
+                        argv_child.append("--post")
+                    done = subprocess.run(
+                        argv_child, env=env, capture_output=True, text=True, check=False
+                    )
+                    if done.returncode != 0:
+                        print(done.stderr[-2000:], file=sys.stderr)
+                        return 1
+                    cpu = json.loads(done.stdout.strip().splitlines()[-1])
+                    rounds = " ".join(f"{c:.0f}" for c in cpu)
+                    print(f"  {config:<12} {min(cpu):6.0f} us   : {rounds}")
+    finally:
+        receiver.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
