@@ -147,16 +147,15 @@ async def test_deployments_on_other_redis_databases_never_see_our_events(
     entry = {"id": 1, "incident_id": 1, "at": "2026-11-27T00:00:00Z", "actor": "a", "kind": "k"}
     try:
         assert events_service.channel(ours) != events_service.channel(theirs)
-        listening = ours.pubsub()
-        await listening.subscribe(events_service.channel(ours))
-        await listening.get_message(timeout=5)  # the subscribe confirmation
-        await events_service.publish(theirs, [{**entry, "id": 2}])
-        await events_service.publish(ours, [entry])
-        got = await listening.get_message(ignore_subscribe_messages=True, timeout=5)
-        assert got is not None
-        assert orjson.loads(got["data"])["id"] == 1  # only ours arrived
-        assert await listening.get_message(ignore_subscribe_messages=True, timeout=0.5) is None
-        await listening.aclose()  # type: ignore[no-untyped-call]
+        async with ours.pubsub() as listening:  # closed on failure too
+            await listening.subscribe(events_service.channel(ours))
+            await listening.get_message(timeout=5)  # the subscribe confirmation
+            await events_service.publish(theirs, [{**entry, "id": 2}])
+            await events_service.publish(ours, [entry])
+            got = await listening.get_message(ignore_subscribe_messages=True, timeout=5)
+            assert got is not None
+            assert orjson.loads(got["data"])["id"] == 1  # only ours arrived
+            assert await listening.get_message(ignore_subscribe_messages=True, timeout=0.5) is None
     finally:
         await ours.aclose()
         await theirs.aclose()

@@ -108,8 +108,7 @@ async def stream(
     Subscribing comes before the replay, so nothing committed in between is lost;
     an entry seen by several paths (replay, pub/sub, poll) is sent once.
     """
-    pubsub = redis.pubsub()
-    try:
+    async with redis.pubsub() as pubsub:  # closed when the client goes away
         await pubsub.subscribe(channel(redis))
         yield b"retry: 2000\n\n"
         async with pool.acquire() as conn:
@@ -146,5 +145,3 @@ async def stream(
             if loop.time() - idle_since >= KEEPALIVE_SECONDS:
                 idle_since = loop.time()
                 yield b": keepalive\n\n"
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
