@@ -267,6 +267,20 @@ def _span(text: str, name: str) -> timedelta:
     return w.end - w.start
 
 
+async def _drift(
+    pool: PgPool, settings: Settings, name: str, reference: str, recent: str, *, check: bool
+) -> Response:
+    data = await service.drift(
+        pool,
+        settings,
+        name,
+        reference=_span(reference, "reference"),
+        recent=_span(recent, "recent"),
+        check=check,
+    )
+    return JSONResponse(data)
+
+
 @router.get("/streams/{name}/drift", summary="PSI of the recent window against a reference")
 async def get_drift(
     name: StreamName,
@@ -276,14 +290,7 @@ async def get_drift(
     reference: Annotated[str, Query(max_length=10)] = "7d",
     recent: Annotated[str, Query(max_length=10)] = "1d",
 ) -> Response:
-    data = await service.drift(
-        pool,
-        settings,
-        name,
-        reference=_span(reference, "reference"),
-        recent=_span(recent, "recent"),
-    )
-    return JSONResponse(data)
+    return await _drift(pool, settings, name, reference, recent, check=False)
 
 
 @router.post(
@@ -298,15 +305,7 @@ async def check_drift(
     reference: Annotated[str, Query(max_length=10)] = "7d",
     recent: Annotated[str, Query(max_length=10)] = "1d",
 ) -> Response:
-    data = await service.drift(
-        pool,
-        settings,
-        name,
-        reference=_span(reference, "reference"),
-        recent=_span(recent, "recent"),
-        check=True,
-    )
-    return JSONResponse(data)
+    return await _drift(pool, settings, name, reference, recent, check=True)
 
 
 @similar_router.get("/{ref}/similar", summary="Similar past incidents and their resolutions")
