@@ -43,8 +43,8 @@ from firewatch.settings import Settings
 
 router = APIRouter(prefix="/api/v1", tags=["integrations"])
 
-Ingester = Annotated[Principal, Depends(require(Permission.ALERTS_WRITE))]
-Reader = Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))]
+Ingester = Annotated[Principal, require(Permission.ALERTS_WRITE)]
+Reader = Annotated[Principal, require(Permission.INCIDENTS_READ)]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 RedisDep = Annotated[Redis, Depends(deps.redis_client)]
 SettingsDep = Annotated[Settings, Depends(deps.settings)]

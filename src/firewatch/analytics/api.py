@@ -23,7 +23,7 @@ from firewatch.settings import Settings
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
-Caller = Annotated[Principal, Depends(require(Permission.ANALYTICS_READ))]
+Caller = Annotated[Principal, require(Permission.ANALYTICS_READ)]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 Config = Annotated[Settings, Depends(deps.settings)]
 

@@ -20,7 +20,7 @@ from firewatch.runtime.database import PgPool
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
-Reader = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
+Reader = Annotated[Principal, require(Permission.AUDIT_READ)]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 
 

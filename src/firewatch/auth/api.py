@@ -23,8 +23,8 @@ router = APIRouter(tags=["auth"])
 
 Pool = Annotated[PgPool, Depends(deps.pool)]
 Authenticated = Annotated[Principal, Depends(current_principal)]
-UsersAdmin = Annotated[Principal, Depends(require(Permission.USERS_ADMIN))]
-KeysAdmin = Annotated[Principal, Depends(require(Permission.INTEGRATIONS_ADMIN))]
+UsersAdmin = Annotated[Principal, require(Permission.USERS_ADMIN)]
+KeysAdmin = Annotated[Principal, require(Permission.INTEGRATIONS_ADMIN)]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

@@ -16,7 +16,8 @@ from typing import cast
 
 import structlog
 from fastapi import Request
-from fastapi.security import HTTPBearer
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 
 from firewatch.auth.apikeys import looks_like_key
 from firewatch.auth.authenticate import authenticate_api_key
@@ -45,19 +46,27 @@ def request_client(request: Request) -> str | None:
     return auth.pseudonymise(client_address(request, auth.settings.trusted_proxies))
 
 
-class _BearerAuth(HTTPBearer):
-    """``current_principal``: an HTTPBearer security scheme whose value is the Principal.
+class BearerScheme(SecurityBase):
+    """The ``bearer`` security scheme as a dependency whose value is the Principal.
 
-    Being the security scheme itself (rather than depending on one) keeps the
-    per-request dependency tree one level shallower, and the scheme and each route's
-    required permission (its scope) still appear in the OpenAPI document.
+    Being the security scheme itself (rather than depending on fastapi's HTTPBearer,
+    whose value is the raw credentials) keeps the per-request dependency tree one
+    level shallower, and the scheme and each route's required permission (its scope,
+    see rbac.require) still appear in the OpenAPI document.
     """
 
-    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]  # the scheme yields a Principal, not credentials
-        return await _authenticate(request)
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel(
+            description="A user's access token (from /api/v1/auth/login) or an "
+            "integration's API key fw_<id>_<secret>."
+        )
+        self.scheme_name = "bearer"
+
+    async def __call__(self, request: Request) -> Principal:
+        return await authenticate(request)
 
 
-async def _authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization")
     if header is None:
         raise _unauthorized("this endpoint needs 'Authorization: Bearer <token or API key>'")
@@ -111,9 +120,4 @@ async def _authenticate(request: Request) -> Principal:
     )
 
 
-current_principal = _BearerAuth(
-    auto_error=False,
-    scheme_name="bearer",
-    description="A user's access token (from /api/v1/auth/login) or an integration's "
-    "API key fw_<id>_<secret>.",
-)
+current_principal = BearerScheme()

@@ -1,22 +1,19 @@
 """Who may do what: the one permission matrix every route is checked against.
 
-Routes declare the permission they need with ``Depends(require(Permission.X))``;
-``require`` authenticates through :func:`firewatch.auth.dependencies.current_principal`
-and then consults :data:`ROLE_PERMISSIONS` (people) or the key's scopes
-(integrations). Nothing else grants access. ``tests/auth/test_rbac.py`` walks every
-route of the application against this matrix.
-
-(No ``from __future__ import annotations`` here: FastAPI must see the per-permission
-dependency's annotations as objects, since they close over the permission.)
+Routes declare the permission they need with
+``Annotated[Principal, require(Permission.X)]``; ``require`` authenticates as
+:data:`firewatch.auth.dependencies.current_principal` does and then consults
+:data:`ROLE_PERMISSIONS` (people) or the key's scopes (integrations). Nothing else
+grants access. ``tests/auth/test_rbac.py`` walks every route of the application against
+this matrix.
 """
 
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Annotated
+from typing import Any
 
-from fastapi import Security
+from fastapi import Request, Security
 
-from firewatch.auth.dependencies import current_principal
+from firewatch.auth.dependencies import BearerScheme, authenticate
 from firewatch.auth.principal import Principal, Role
 from firewatch.errors import ForbiddenError
 
@@ -66,27 +63,34 @@ def is_allowed(principal: Principal, permission: Permission) -> bool:
     return permission in permissions_of(principal)
 
 
-def _dependency(permission: Permission) -> Callable[..., Awaitable[Principal]]:
-    # The permission is declared as a security scope, so every route's requirement is
-    # visible in the OpenAPI document (and walked from there by tests/auth/test_rbac.py).
-    async def require_permission(
-        principal: Annotated[Principal, Security(current_principal, scopes=[permission.value])],
-    ) -> Principal:
-        if not is_allowed(principal, permission):
-            raise ForbiddenError(f"this action needs the {permission.value} permission")
+class _Requirement(BearerScheme):
+    """The bearer scheme of one permission: authenticates, then checks the matrix.
+
+    One dependency per route instead of a permission check depending on
+    ``current_principal``: FastAPI solves each level of a dependency tree with its own
+    recursive call, and every /api/v1 request pays it. It is the same ``bearer``
+    scheme in the OpenAPI document as ``current_principal``, with the permission as
+    the route's scope.
+    """
+
+    def __init__(self, permission: Permission) -> None:
+        super().__init__()
+        self.permission = permission
+
+    async def __call__(self, request: Request) -> Principal:
+        principal = await authenticate(request)
+        if not is_allowed(principal, self.permission):
+            raise ForbiddenError(f"this action needs the {self.permission.value} permission")
         return principal
 
-    require_permission.__name__ = f"require_{permission.name.lower()}"
-    return require_permission
+
+_REQUIRES = {p: Security(_Requirement(p), scopes=[p.value]) for p in Permission}
 
 
-_REQUIRES = {p: _dependency(p) for p in Permission}
+def require(permission: Permission) -> Any:
+    """A FastAPI parameter: the authenticated principal, if it holds ``permission``.
 
-
-def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
-    """A FastAPI dependency: the authenticated principal, if it holds ``permission``.
-
-    401 when the request is not authenticated (from ``current_principal``), 403 when
-    the principal lacks the permission. One shared dependency per permission.
+    Use as ``Annotated[Principal, require(Permission.X)]``. 401 when the request is not
+    authenticated, 403 when the principal lacks the permission.
     """
     return _REQUIRES[permission]

@@ -32,10 +32,10 @@ similar_router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
 # Reading streams, points and models: analytics:read. Sending points: signals:write
 # (integration API keys). Streams and the model registry: models:admin.
-Caller = Annotated[Principal, Depends(require(Permission.ANALYTICS_READ))]
-Reader = Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))]
-Writer = Annotated[Principal, Depends(require(Permission.SIGNALS_WRITE))]
-Admin = Annotated[Principal, Depends(require(Permission.MODELS_ADMIN))]
+Caller = Annotated[Principal, require(Permission.ANALYTICS_READ)]
+Reader = Annotated[Principal, require(Permission.INCIDENTS_READ)]
+Writer = Annotated[Principal, require(Permission.SIGNALS_WRITE)]
+Admin = Annotated[Principal, require(Permission.MODELS_ADMIN)]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 Config = Annotated[Settings, Depends(deps.settings)]
 RedisClient = Annotated[Redis, Depends(deps.redis_client)]

@@ -38,7 +38,7 @@ def _event_id(value: str | None) -> int | None:
     response_class=StreamingResponse,
 )
 async def events(
-    caller: Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))],
+    caller: Annotated[Principal, require(Permission.INCIDENTS_READ)],
     pool: Annotated[PgPool, Depends(deps.pool)],
     redis: Annotated[Redis, Depends(deps.redis_client)],
     last_event_id: Annotated[str | None, Header()] = None,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,16 +60,17 @@ class SecurityHeadersMiddleware:
             and is_https(HTTPConnection(scope), self.trusted_proxies)
         )
 
+        added = [*_STATIC, (b"content-security-policy", csp.encode())]
+        if tls:
+            added.append((b"strict-transport-security", self.hsts))
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _STATIC:
-                    if name.decode() not in headers:
-                        headers.raw.append((name, value))
-                if "content-security-policy" not in headers:
-                    headers.raw.append((b"content-security-policy", csp.encode()))
-                if tls:
-                    headers.raw.append((b"strict-transport-security", self.hsts))
+                # a header the route set itself (e.g. a stricter CSP) wins
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in added if h[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -20,13 +20,15 @@ from firewatch.http.validation import Comment, Labels, LongText, Name, Note, Tit
 from firewatch.incidents import service
 from firewatch.incidents.model import Category, Severity, Status, display_ref, parse_ref
 from firewatch.incidents.store import ListFilter
-from firewatch.runtime.database import PgPool
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
-Reader = Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))]
-Writer = Annotated[Principal, Depends(require(Permission.INCIDENTS_WRITE))]
-Pool = Annotated[PgPool, Depends(deps.pool)]
+# The pool comes from ``request`` (deps.app_pool) rather than a ``Depends(deps.pool)``:
+# these are the hottest routes and each dependency is one more level FastAPI solves
+# per request (see bench/README.md, "in-process CPU per request").
+
+Reader = Annotated[Principal, require(Permission.INCIDENTS_READ)]
+Writer = Annotated[Principal, require(Permission.INCIDENTS_WRITE)]
 
 SeverityText = Annotated[str, Field(pattern=r"^(?i:sev)[1-4]$", examples=["SEV2"])]
 
@@ -175,9 +177,9 @@ def _expected_version(if_match: str | None, body_version: int | None) -> int | N
     response_model=IncidentOut,
     summary="Open an incident",
 )
-async def create_incident(body: IncidentCreate, caller: Writer, pool: Pool) -> Response:
+async def create_incident(body: IncidentCreate, caller: Writer, request: Request) -> Response:
     row = await service.create_incident(
-        pool,
+        deps.app_pool(request),
         caller,
         service.NewIncident(
             title=body.title,
@@ -194,8 +196,8 @@ async def create_incident(body: IncidentCreate, caller: Writer, pool: Pool) -> R
 
 
 @router.get("/{ref}", response_model=IncidentOut, summary="Get one incident")
-async def get_incident(ref: str, caller: Reader, pool: Pool) -> Response:
-    return _incident_response(await service.get_incident(pool, _incident_id(ref)))
+async def get_incident(ref: str, caller: Reader, request: Request) -> Response:
+    return _incident_response(await service.get_incident(deps.app_pool(request), _incident_id(ref)))
 
 
 @router.patch(
@@ -207,7 +209,7 @@ async def patch_incident(
     ref: str,
     body: IncidentPatch,
     caller: Writer,
-    pool: Pool,
+    request: Request,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     expected = _expected_version(if_match, body.version)
@@ -227,7 +229,7 @@ async def patch_incident(
             value = value.value
         changes[name] = value
     row = await service.update_incident(
-        pool, caller, _incident_id(ref), changes, expected_version=expected
+        deps.app_pool(request), caller, _incident_id(ref), changes, expected_version=expected
     )
     return _incident_response(row)
 
@@ -241,11 +243,11 @@ async def transition_incident(
     ref: str,
     body: TransitionIn,
     caller: Writer,
-    pool: Pool,
+    request: Request,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     row = await service.transition_incident(
-        pool,
+        deps.app_pool(request),
         caller,
         _incident_id(ref),
         body.to,
@@ -261,8 +263,8 @@ async def transition_incident(
     response_model=TimelineEntryOut,
     summary="Add a comment to the timeline",
 )
-async def comment(ref: str, body: CommentIn, caller: Writer, pool: Pool) -> Response:
-    row = await service.add_comment(pool, caller, _incident_id(ref), body.body)
+async def comment(ref: str, body: CommentIn, caller: Writer, request: Request) -> Response:
+    row = await service.add_comment(deps.app_pool(request), caller, _incident_id(ref), body.body)
     return JSONResponse(_timeline_json(row), status_code=201)
 
 
@@ -270,11 +272,12 @@ async def comment(ref: str, body: CommentIn, caller: Writer, pool: Pool) -> Resp
 async def timeline(
     ref: str,
     caller: Reader,
-    pool: Pool,
+    request: Request,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     after_id = decode_cursor(cursor) if cursor else 0
+    pool = deps.app_pool(request)
     rows = await service.get_timeline(pool, _incident_id(ref), after_id=after_id, limit=limit)
     nxt = encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
     return JSONResponse({"items": [_timeline_json(r) for r in rows], "next_cursor": nxt})
@@ -284,7 +287,6 @@ async def timeline(
 async def list_incidents(
     request: Request,
     caller: Reader,
-    pool: Pool,
     status_: Annotated[list[Status] | None, Query(alias="status")] = None,
     severity: Annotated[list[SeverityText] | None, Query()] = None,
     category: Annotated[list[Category] | None, Query()] = None,
@@ -312,6 +314,7 @@ async def list_incidents(
         q=q or None,
     )
     before_id = decode_cursor(cursor) if cursor else None
+    pool = deps.app_pool(request)
     rows = await service.list_incidents(pool, flt, before_id=before_id, limit=limit)
     nxt = encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
     return JSONResponse({"items": [incident_json(r) for r in rows], "next_cursor": nxt})

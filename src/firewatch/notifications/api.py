@@ -24,8 +24,8 @@ from firewatch.runtime.database import PgPool
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
-Admin = Annotated[Principal, Depends(require(Permission.INTEGRATIONS_ADMIN))]
-Reader = Annotated[Principal, Depends(require(Permission.INCIDENTS_READ))]
+Admin = Annotated[Principal, require(Permission.INTEGRATIONS_ADMIN)]
+Reader = Annotated[Principal, require(Permission.INCIDENTS_READ)]
 Pool = Annotated[PgPool, Depends(deps.pool)]
 
 
