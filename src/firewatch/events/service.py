@@ -110,9 +110,11 @@ async def stream(
     """
     async with redis.pubsub() as pubsub:  # closed when the client goes away
         await pubsub.subscribe(channel(redis))
-        yield b"retry: 2000\n\n"
         async with pool.acquire() as conn:
             start = last_event_id if last_event_id is not None else await store.latest_id(conn)
+        # Only now is the stream open for the client: the start position is fixed, so a
+        # change the client makes after seeing this frame is above it and is sent.
+        yield b"retry: 2000\n\n"
         sent = _Sent(start)
         floor = start  # nothing at or below the client's Last-Event-ID (or "now") is sent
         if last_event_id is not None:
