@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from firewatch.observability import tracing
@@ -157,3 +160,84 @@ def test_with_tracing_off_helpers_store_and_send_nothing() -> None:
         tracing.set_http_status(span, 200)
         tracing.set_error(span, "ConnectError")
         assert tracing.inject_trace_headers({}) == {}
+
+
+@pytest.fixture
+def server_exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """ServerSpan's tracer and propagation fields, as configure() sets them."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    monkeypatch.setattr(tracing, "_server_tracer", provider.get_tracer("firewatch.http"))
+    monkeypatch.setattr(tracing, "_propagation_fields", frozenset({b"traceparent"}))
+    yield memory
+    provider.shutdown()
+
+
+def _scope(method: str = "GET", **headers: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": method,
+        "scheme": "http",
+        "http_version": "1.1",
+        "path": "/api/v1/incidents/INC-7",
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+def test_a_server_span_continues_the_caller_and_names_the_route(
+    server_exporter: InMemorySpanExporter,
+) -> None:
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    span = tracing.server_span(_scope(traceparent=f"00-{trace_id}-{parent_id}-01"))
+    assert span is not None
+    ids = tracing.current_ids()  # current while the request runs
+    assert ids is not None
+    assert ids[0] == trace_id
+    span.end(route="/api/v1/incidents/{ref}", status=200, error=None)
+    assert tracing.current_ids() is None  # and no longer after
+    (done,) = server_exporter.get_finished_spans()
+    assert done.name == "GET /api/v1/incidents/{ref}"
+    assert done.kind is SpanKind.SERVER
+    assert done.parent is not None
+    assert format(done.parent.span_id, "016x") == parent_id
+    assert done.attributes is not None
+    assert done.attributes["http.route"] == "/api/v1/incidents/{ref}"
+    assert done.attributes["http.response.status_code"] == 200
+    assert done.attributes["url.path"] == "/api/v1/incidents/INC-7"
+    assert done.attributes["server.port"] == 8000
+    assert done.status.status_code is StatusCode.UNSET
+
+
+def test_a_failed_request_marks_its_server_span(server_exporter: InMemorySpanExporter) -> None:
+    span = tracing.server_span(_scope("BREW"))  # not an HTTP method: named "HTTP"
+    assert span is not None
+    span.end(route=None, status=500, error=RuntimeError("boom"))
+    span = tracing.server_span(_scope())
+    assert span is not None
+    span.end(route="/readyz", status=503, error=None)
+    failed, unavailable = server_exporter.get_finished_spans()
+    assert failed.name == "HTTP"
+    assert failed.attributes is not None
+    assert failed.attributes["http.request.method"] == "_OTHER"
+    assert failed.attributes["error.type"] == "RuntimeError"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [e.name for e in failed.events] == ["exception"]
+    assert unavailable.attributes is not None
+    assert unavailable.attributes["error.type"] == "503"
+    assert unavailable.status.status_code is StatusCode.ERROR
+
+
+def test_an_unsampled_request_suppresses_client_spans(
+    server_exporter: InMemorySpanExporter,
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    span = tracing.server_span(_scope(traceparent=f"00-{trace_id}-00f067aa0ba902b7-00"))
+    assert span is not None
+    assert not is_instrumentation_enabled()  # asyncpg/redis build no span in here
+    assert tracing.current_ids() is not None  # log lines still carry the caller's trace
+    span.end(route="/readyz", status=200, error=None)
+    assert is_instrumentation_enabled()
+    assert server_exporter.get_finished_spans() == ()

@@ -1,8 +1,9 @@
 """One ASGI middleware per request: request id, duration histogram and the access log line.
 
-Pure ASGI (no BaseHTTPMiddleware) so it adds no task or body copy per request. It runs
-inside the OpenTelemetry server span (the FastAPI instrumentation wraps the whole app),
-so the access log line carries that span's trace id.
+Pure ASGI (no BaseHTTPMiddleware) so it adds no task or body copy per request. It
+opens the request's OpenTelemetry server span (tracing.ServerSpan) around everything
+inside it and writes the access log line before closing it, so that line carries the
+span's trace and span ids.
 """
 
 from __future__ import annotations
@@ -73,12 +74,14 @@ class ObservabilityMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        with (
-            structlog.contextvars.bound_contextvars(request_id=request_id),
-            tracing.unsampled_children(),
-        ):
+        server_span = tracing.server_span(scope)
+        error: BaseException | None = None
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_wrapper)
+            except BaseException as exc:
+                error = exc
+                raise
             finally:
                 duration = time.perf_counter() - start
                 route = route_template(scope)
@@ -95,3 +98,7 @@ class ObservabilityMiddleware:
                     duration_ms=round(duration * 1000, 3),
                     client=self.pseudonymizer(client[0]) if client else None,
                 )
+                if server_span is not None:  # after the log line, which carries its ids
+                    server_span.end(
+                        route=None if route == UNMATCHED else route, status=status, error=error
+                    )

@@ -32,7 +32,9 @@ from typing import Any, Final
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from fastapi.telemetry import TelemetryConfig
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
@@ -51,11 +53,11 @@ __all__ = [
     "inject_trace_headers",
     "notification_span",
     "scoring_span",
+    "server_span",
     "set_error",
     "set_http_status",
     "shutdown",
     "span",
-    "unsampled_children",
 ]
 
 TRACER_NAME: Final = "firewatch"
@@ -103,7 +105,7 @@ def configure(service_version: str) -> bool:
     Call once per process (each uvicorn worker calls it from ``app_from_env``).
     Returns whether tracing is on.
     """
-    global _provider
+    global _provider, _server_tracer, _propagation_fields
     if _provider is not None or not wanted():
         return _provider is not None
     # Imported here: with tracing off, the SDK, gRPC and instrumentations are never loaded.
@@ -130,6 +132,10 @@ def configure(service_version: str) -> bool:
     asyncpg_instrumentor: Callable[[], Any] = AsyncPGInstrumentor  # unannotated upstream
     asyncpg_instrumentor().instrument(tracer_provider=provider)
     RedisInstrumentor().instrument(tracer_provider=provider)
+    _server_tracer = provider.get_tracer("firewatch.http", service_version)
+    _propagation_fields = frozenset(
+        f.lower().encode("latin-1") for f in propagate.get_global_textmap().fields
+    )
     _provider = provider
     return True
 
@@ -155,22 +161,94 @@ def _scrub_url_attributes(span: Any) -> None:
                 span.set_attribute(key, cleaned)
 
 
-def unsampled_children() -> AbstractContextManager[object]:
-    """Inside a request whose server span is not sampled, no SQL or Redis client span.
+_KNOWN_METHODS: Final = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
+_server_tracer: Any = None  # configure(): the tracer of the HTTP server spans
+_propagation_fields: frozenset[bytes] = frozenset()  # configure(): traceparent, ...
 
-    Under a parent-based sampler the children of an unsampled span are never exported
-    either; the asyncpg and redis instrumentations would still build a non-recording
-    span, attach it and fill its attributes for every statement and command. The
-    standard suppression context (which they honour) skips that work: with 10%
-    sampling, 9 requests in 10 run their statements uninstrumented. The trace and
-    span ids of the request (log lines, outbound ``traceparent``) are the server
-    span's, unchanged.
+
+class ServerSpan:
+    """The SERVER span of one HTTP request, current until :meth:`end` (see the request
+    middleware, observability/middleware.py).
+
+    firewatch's own rather than FastAPI's native telemetry: with a parent-based
+    sampler at 10%, 9 requests in 10 are unsampled and FastAPI's layer still built
+    their attributes, a telemetry object, three context attachments and walked the
+    middleware stack (~90 us of a ~600 us GET incident, ``python -m bench.inprocess``).
+    Here an unsampled request costs one sampler decision and one context attachment,
+    and its SQL and Redis client spans are suppressed in that same context (under a
+    parent-based sampler they could never be exported; the asyncpg and redis
+    instrumentations would still build, attach and fill a non-recording span per
+    statement). A sampled span gets the HTTP semantic-convention attributes, is
+    renamed ``{method} {route}`` once routing picked the route, and its URL
+    attributes are scrubbed by the span processor as it starts (see configure()).
+    The incoming W3C ``traceparent`` (whatever ``OTEL_PROPAGATORS`` lists) is
+    continued; log lines written while the span is current carry its ids.
     """
-    if _provider is None or trace.get_current_span().is_recording():
-        return nullcontext()
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-    return suppress_instrumentation()
+    __slots__ = ("_method", "_scope", "_span", "_token")
+
+    def __init__(self, scope: MutableMapping[str, Any]) -> None:
+        carrier: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            if name in _propagation_fields:
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+        parent = propagate.extract(carrier) if carrier else otel_context.Context()
+        method = str(scope.get("method", ""))
+        self._method = method if method in _KNOWN_METHODS else "_OTHER"
+        attributes: dict[str, AttributeValue] = {
+            "http.request.method": self._method,
+            "url.scheme": str(scope.get("scheme", "http")),
+            "url.path": str(scope.get("path", "")),
+        }
+        if scope.get("query_string"):
+            attributes["url.query"] = bytes(scope["query_string"]).decode("latin-1")
+        self._scope = scope
+        self._span = _server_tracer.start_span(
+            self._method if method in _KNOWN_METHODS else "HTTP",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+        current = trace.set_span_in_context(self._span, parent)
+        if not self._span.is_recording():
+            current = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, current)
+        self._token = otel_context.attach(current)
+
+    def end(self, *, route: str | None, status: int, error: BaseException | None) -> None:
+        """Close the span (and its context) after the response, or after ``error``."""
+        span = self._span
+        try:
+            if span.is_recording():
+                scope = self._scope
+                if route is not None:
+                    span.update_name(f"{self._method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                version = scope.get("http_version")
+                if version:
+                    span.set_attribute("network.protocol.version", str(version))
+                server = scope.get("server")
+                if server:
+                    span.set_attribute("server.address", str(server[0]))
+                    if server[1] is not None:
+                        span.set_attribute("server.port", int(server[1]))
+                if error is not None:
+                    span.record_exception(error)
+                    span.set_attribute("error.type", type(error).__qualname__)
+                    span.set_status(Status(StatusCode.ERROR))
+                elif status >= 500:
+                    span.set_attribute("error.type", str(status))
+                    span.set_status(Status(StatusCode.ERROR))
+        finally:
+            otel_context.detach(self._token)
+            span.end()
+
+
+def server_span(scope: MutableMapping[str, Any]) -> ServerSpan | None:
+    """Start the SERVER span of an HTTP request, or None when tracing is off."""
+    return ServerSpan(scope) if _server_tracer is not None else None
 
 
 def untraced() -> AbstractContextManager[object]:
@@ -185,21 +263,16 @@ def untraced() -> AbstractContextManager[object]:
 
 
 def fastapi_telemetry() -> TelemetryConfig:
-    """``FastAPI(telemetry=...)``: FastAPI's own OpenTelemetry server spans.
+    """``FastAPI(telemetry=...)``: FastAPI's own OpenTelemetry layer, off.
 
-    FastAPI (0.165+) traces requests natively: one server span per request, the
-    incoming W3C ``traceparent`` continued, named ``{method} {route}`` with
-    ``http.route`` as soon as routing picked the route. It replaced the contrib
-    ``FastAPIInstrumentor``, which named every span by walking all routes of the app
-    and stacked a second ASGI middleware on top of FastAPI's own telemetry layer: with
-    sampling at 10% (and even with ``always_off``) that cost ~50% of a GET incident's
-    CPU (``make bench BENCH=observability``). Operation spans (one per dependency and
-    endpoint), FastAPI's OTel metrics and logs stay off: Prometheus and structlog do
-    those jobs here.
+    The server spans are firewatch's (:class:`ServerSpan`, started by the request
+    middleware), FastAPI's OTel metrics and logs would duplicate Prometheus and
+    structlog. Earlier versions used FastAPI's native spans (and before them the
+    contrib ``FastAPIInstrumentor``, which named every span by walking all routes);
+    both cost more per unsampled request than :class:`ServerSpan` does.
     """
     return {
-        "tracing": _provider is not None,
-        "tracer_provider": _provider,
+        "tracing": False,
         "metrics": False,
         "logs": False,
         "operation_spans": False,
