@@ -51,7 +51,7 @@ def _freeze_startup_objects() -> None:
     leave behind, with the event loop stopped for ~90 ms: every request in flight
     waited (GET incident p99 ~95 ms against a p50 of ~8 ms; ``gc.callbacks`` timing
     in the server under ``make bench BENCH=auth``). ``gc.collect()`` first, so no
-    start-up garbage is frozen with the rest.
+    start-up garbage is frozen with the rest; the lifespan unfreezes at shutdown.
     """
     gc.collect()
     gc.freeze()
@@ -119,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.redis.aclose()
             await app.state.pool.close()
             tracing.shutdown()
+            gc.unfreeze()  # collectable again (an app stopped inside a longer-lived process)
 
     app = FastAPI(
         title="firewatch",
