@@ -20,7 +20,7 @@ from firewatch.audit.service import run_sealer
 from firewatch.auth import api as auth_api
 from firewatch.auth.runtime import AuthState
 from firewatch.detection import api as detection_api
-from firewatch.detection.similar_service import SimilarState, run_suggester
+from firewatch.detection.similar_service import SimilarState
 from firewatch.events import api as events_api
 from firewatch.http import health, problems
 from firewatch.http.body_limit import BodyLimitMiddleware
@@ -78,20 +78,10 @@ def create_app(settings: Settings) -> FastAPI:
         sealer = asyncio.create_task(
             run_sealer(app.state.pool, settings.audit_seal_interval), name="audit-sealer"
         )
-        # similar incidents: this app's own index (never shared across event loops)
+        # similar incidents: this app's own index for /similar (never shared across
+        # event loops); suggestions for new incidents come from the suggester process
+        # that `firewatch serve` starts (detection/suggester.py)
         app.state.similar = SimilarState()
-        suggester = None
-        if settings.similar_suggest_interval > 0:  # similar incidents for new incidents
-            suggester = asyncio.create_task(
-                run_suggester(
-                    app.state.similar,
-                    app.state.pool,
-                    settings.similar_k,
-                    settings.similar_suggest_interval,
-                    settings.similar_rebuild_seconds,
-                ),
-                name="similar-suggester",
-            )
         log.info("firewatch started", version=__version__)
         _freeze_startup_objects()
         # alert ingestion: the notification/retention worker, when run inside serve
@@ -105,10 +95,6 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            if suggester is not None:
-                suggester.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await suggester
             sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sealer

@@ -19,6 +19,7 @@ import uvicorn
 from firewatch.auth import cli as auth_cli
 from firewatch.auth.keys import KeyringError
 from firewatch.auth.runtime import open_keystore
+from firewatch.detection import suggester as similar_suggester
 from firewatch.errors import FirewatchError
 from firewatch.observability import multiproc
 from firewatch.observability.logging import configure_logging
@@ -113,19 +114,27 @@ def serve(
         # (each check opens a SQLAlchemy engine; ~0.4 s of a warm start).
         os.environ[f"{ENV_PREFIX}MIGRATE_ON_START"] = "false"
         _prepare_security(resolved)
-        uvicorn.run(
-            "firewatch.app:app_from_env",
-            factory=True,
-            host=resolved.host,
-            port=resolved.port,
-            workers=resolved.workers,
-            log_config=None,
-            access_log=False,  # firewatch.access logs each request (route, status, trace)
-            server_header=False,
-            date_header=True,
-            proxy_headers=False,
-            timeout_graceful_shutdown=10,
-        )
+        suggester = similar_suggester.start(resolved)  # its own process (see there)
+        try:
+            _run_uvicorn(resolved)
+        finally:
+            similar_suggester.stop(suggester)
+
+
+def _run_uvicorn(resolved: Settings) -> None:
+    uvicorn.run(
+        "firewatch.app:app_from_env",
+        factory=True,
+        host=resolved.host,
+        port=resolved.port,
+        workers=resolved.workers,
+        log_config=None,
+        access_log=False,  # firewatch.access logs each request (route, status, trace)
+        server_header=False,
+        date_header=True,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 def _prepare_security(settings: Settings) -> None:

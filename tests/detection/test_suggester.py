@@ -1,0 +1,122 @@
+"""The suggester process: suggestions for new incidents, one active per database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from firewatch.auth.principal import Principal
+from firewatch.detection import suggester
+from firewatch.incidents import service
+from firewatch.runtime.database import PgPool, create_pool
+from firewatch.settings import Settings
+
+ACTOR = Principal("suggester-test", "system", "admin")
+
+
+@pytest.fixture
+def suggester_settings(fresh_database: str, redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=SecretStr(fresh_database),
+        redis_url=SecretStr(redis_url),
+        data_dir=tmp_path,
+        similar_suggest_interval=0.2,
+    )
+
+
+@pytest.fixture
+async def db(fresh_database: str) -> AsyncIterator[PgPool]:
+    pool = await create_pool(fresh_database, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def _open(pool: PgPool, title: str) -> int:
+    new = service.NewIncident(title=title, severity=2, category="latency", service="ranker")
+    row = await service.create_incident(pool, ACTOR, new)
+    return int(row["id"])
+
+
+async def _suggested(pool: PgPool, incident_id: int, seconds: float = 30.0) -> bool:
+    """Whether the incident's suggestions were stored within ``seconds``."""
+    for _ in range(int(seconds * 10)):
+        found = await pool.fetchval(
+            "SELECT count(*) FROM incident_similar WHERE incident_id = $1", incident_id
+        )
+        if found:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def _lock_holders(pool: PgPool) -> list[int]:
+    """Backend pids holding the suggester's advisory lock in this database."""
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND ((classid::bigint << 32) | objid::bigint) = $1",
+        suggester.LOCK_KEY & 0xFFFFFFFFFFFFFFFF,
+    )
+    return [r["pid"] for r in rows]
+
+
+async def test_one_suggester_at_a_time_and_another_takes_over(
+    suggester_settings: Settings, db: PgPool
+) -> None:
+    first_id = await _open(db, "ranker p99 latency above SLO after deploy")
+    first = asyncio.create_task(suggester.run(suggester_settings))
+    assert await _suggested(db, first_id)
+    second = asyncio.create_task(suggester.run(suggester_settings))
+    await asyncio.sleep(1.0)  # several intervals: the second never gets the lock
+    holders = await _lock_holders(db)
+    assert len(holders) == 1
+
+    first.cancel()  # the active one stops: its session ends, the lock is free
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    later = await _open(db, "ranker p99 latency above SLO again")
+    assert await _suggested(db, later)  # suggested by the second one
+    assert len(await _lock_holders(db)) == 1
+    assert await _lock_holders(db) != holders
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+
+
+async def test_serve_starts_a_suggester_process_and_stops_it(
+    suggester_settings: Settings, db: PgPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the spawned child reads its settings from the environment, as under `serve`
+    assert suggester_settings.database_url is not None
+    assert suggester_settings.redis_url is not None
+    monkeypatch.setenv("FIREWATCH_DATABASE_URL", suggester_settings.database_url.get_secret_value())
+    monkeypatch.setenv("FIREWATCH_REDIS_URL", suggester_settings.redis_url.get_secret_value())
+    monkeypatch.setenv("FIREWATCH_DATA_DIR", str(suggester_settings.data_dir))
+    monkeypatch.setenv("FIREWATCH_SIMILAR_SUGGEST_INTERVAL", "0.2")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    incident = await _open(db, "feature store lag on user features")
+    process = suggester.start(suggester_settings)
+    assert process is not None
+    try:
+        assert process.pid != os.getpid()
+        assert await _suggested(db, incident, seconds=60)
+        assert await _lock_holders(db)
+    finally:
+        suggester.stop(process)
+    assert not process.is_alive()
+    for _ in range(100):  # its session is gone, and the lock with it
+        if not await _lock_holders(db):
+            break
+        await asyncio.sleep(0.1)
+    assert await _lock_holders(db) == []
+
+
+def test_no_process_when_suggestions_are_off(suggester_settings: Settings) -> None:
+    off = suggester_settings.model_copy(update={"similar_suggest_interval": 0})
+    assert suggester.start(off) is None
