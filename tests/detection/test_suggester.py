@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 from pydantic import SecretStr
 
@@ -16,6 +17,7 @@ from firewatch.detection import suggester
 from firewatch.incidents import service
 from firewatch.runtime.database import PgPool, create_pool
 from firewatch.settings import Settings
+from tests import servers
 
 ACTOR = Principal("suggester-test", "system", "admin")
 
@@ -120,3 +122,24 @@ async def test_serve_starts_a_suggester_process_and_stops_it(
 def test_no_process_when_suggestions_are_off(suggester_settings: Settings) -> None:
     off = suggester_settings.model_copy(update={"similar_suggest_interval": 0})
     assert suggester.start(off) is None
+
+
+async def test_serve_runs_one_suggester_and_takes_it_down_with_it(
+    fresh_database: str, redis_url: str, tmp_path: Path, db: PgPool
+) -> None:
+    env = {
+        "FIREWATCH_DATABASE_URL": fresh_database,
+        "FIREWATCH_REDIS_URL": redis_url,
+        "FIREWATCH_DATA_DIR": str(tmp_path / "data"),
+        "FIREWATCH_SIMILAR_SUGGEST_INTERVAL": "0.2",
+    }
+    with servers.live_server(env, tmp_path / "serve.log") as server:
+        children = [
+            p
+            for p in psutil.Process(server.process.pid).children()
+            if "resource_tracker" not in " ".join(p.cmdline())
+        ]
+        assert len(children) == 1  # one worker serves in-process; this is the suggester
+        incident = await _open(db, "checkout ranker AUC dropped after retrain")
+        assert await _suggested(db, incident, seconds=60)
+    assert not children[0].is_running() or children[0].status() == psutil.STATUS_ZOMBIE

@@ -64,6 +64,8 @@ async def test_counts_are_exact_across_two_workers(
         "FIREWATCH_WORKERS": "2",
         "FIREWATCH_METRICS_TOKEN": TOKEN,
         "FIREWATCH_LOG_FORMAT": "json",
+        # no suggester process: serve's children are then exactly its uvicorn workers
+        "FIREWATCH_SIMILAR_SUGGEST_INTERVAL": "0",
     }
     # several processes import the app at once on a shared, busy test machine
     with servers.live_server(env, tmp_path / "serve.log", ready_timeout=240) as server:
