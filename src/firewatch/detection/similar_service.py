@@ -12,9 +12,10 @@ notes are the note of the latest move to ``resolved`` in the timeline (which als
 bumps ``updated_at``).
 
 Suggestions on new incidents: :func:`suggest_new` stores the top-k for each incident
-that has none yet (``incident_similar``), run periodically by the app: one query
-reads the pending incidents, one call scores them all, one query reads the
-suggested incidents' details and one statement stores every suggestion.
+that has none yet (``incident_similar``), run periodically by the suggester process
+(detection/suggester.py): one query reads the pending incidents, one call scores them
+all, one query reads the suggested incidents' details and one statement stores every
+suggestion.
 
 Event loop: building, vectorising, compacting and scoring are CPU work and run in
 worker threads (``asyncio.to_thread``). No asyncio lock is held across those awaits:
@@ -263,17 +264,3 @@ async def suggest_new(
             _STORE, {str(i): found for i, found in zip(ids, items, strict=True)}
         )
     return int(result.split()[-1])
-
-
-async def run_suggester(
-    state: SimilarState, pool: PgPool, k: int, interval: float, rebuild_seconds: float
-) -> None:
-    """The app's background loop: suggestions for new incidents every ``interval`` s."""
-    while True:
-        try:
-            await suggest_new(state, pool, k, rebuild_seconds)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # keep the loop alive across database hiccups
-            log.exception("similar-incident suggestions failed")
-        await asyncio.sleep(interval)
