@@ -91,6 +91,28 @@ async def test_one_suggester_at_a_time_and_another_takes_over(
         await second
 
 
+async def test_a_killed_lock_session_is_noticed_and_suggesting_goes_on(
+    suggester_settings: Settings, db: PgPool
+) -> None:
+    """PostgreSQL ends the suggester's session (a restart, an idle-session kill): the
+    lock goes with it, the suggester notices, takes it again and keeps suggesting."""
+    task = asyncio.create_task(suggester.run(suggester_settings))
+    try:
+        assert await _suggested(db, await _open(db, "ranker latency above SLO"))
+        (holder,) = await _lock_holders(db)
+        assert await db.fetchval("SELECT pg_terminate_backend($1)", holder)
+        later = await _open(db, "ranker latency above SLO once more")
+        assert await _suggested(db, later)
+        holders = await _lock_holders(db)
+        assert len(holders) == 1
+        assert holders != [holder]
+        assert not task.done()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_serve_starts_a_suggester_process_and_stops_it(
     suggester_settings: Settings, db: PgPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

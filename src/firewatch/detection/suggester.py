@@ -65,6 +65,9 @@ async def run(settings: Settings, *, parent: int | None = None) -> None:
                     else:
                         log.info("similar-incident suggester active")
                 if lock is not None:
+                    # a session that died silently would have lost the lock to another
+                    # replica: find out before working as if it were still held
+                    await lock.execute("SELECT 1")
                     await suggest_new(
                         state,
                         pool,
