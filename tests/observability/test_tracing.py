@@ -215,11 +215,16 @@ def test_a_failed_request_marks_its_server_span(server_exporter: InMemorySpanExp
     span = tracing.server_span(_scope("BREW"))  # not an HTTP method: named "HTTP"
     assert span is not None
     span.end(route=None, status=500, error=RuntimeError("boom"))
+    span = tracing.server_span(_scope("BREW"))
+    assert span is not None
+    span.end(route="/readyz", status=405, error=None)
     span = tracing.server_span(_scope())
     assert span is not None
     span.end(route="/readyz", status=503, error=None)
-    failed, unavailable = server_exporter.get_finished_spans()
+    failed, other, unavailable = server_exporter.get_finished_spans()
     assert failed.name == "HTTP"
+    assert other.name == "HTTP /readyz"
+    assert other.status.status_code is StatusCode.UNSET  # a 4xx is the client's error
     assert failed.attributes is not None
     assert failed.attributes["http.request.method"] == "_OTHER"
     assert failed.attributes["error.type"] == "RuntimeError"

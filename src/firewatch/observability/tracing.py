@@ -187,7 +187,7 @@ class ServerSpan:
     continued; log lines written while the span is current carry its ids.
     """
 
-    __slots__ = ("_method", "_scope", "_span", "_token")
+    __slots__ = ("_name", "_scope", "_span", "_token")
 
     def __init__(self, scope: MutableMapping[str, Any]) -> None:
         carrier: dict[str, str] = {}
@@ -196,9 +196,10 @@ class ServerSpan:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         parent = propagate.extract(carrier) if carrier else otel_context.Context()
         method = str(scope.get("method", ""))
-        self._method = method if method in _KNOWN_METHODS else "_OTHER"
+        known = method in _KNOWN_METHODS
+        self._name = method if known else "HTTP"  # semantic conventions: span name
         attributes: dict[str, AttributeValue] = {
-            "http.request.method": self._method,
+            "http.request.method": method if known else "_OTHER",
             "url.scheme": str(scope.get("scheme", "http")),
             "url.path": str(scope.get("path", "")),
         }
@@ -206,7 +207,7 @@ class ServerSpan:
             attributes["url.query"] = bytes(scope["query_string"]).decode("latin-1")
         self._scope = scope
         self._span = _server_tracer.start_span(
-            self._method if method in _KNOWN_METHODS else "HTTP",
+            self._name,
             context=parent,
             kind=SpanKind.SERVER,
             attributes=attributes,
@@ -223,7 +224,7 @@ class ServerSpan:
             if span.is_recording():
                 scope = self._scope
                 if route is not None:
-                    span.update_name(f"{self._method} {route}")
+                    span.update_name(f"{self._name} {route}")
                     span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
                 version = scope.get("http_version")
