@@ -246,3 +246,19 @@ def test_an_unsampled_request_suppresses_client_spans(
     span.end(route="/readyz", status=200, error=None)
     assert is_instrumentation_enabled()
     assert server_exporter.get_finished_spans() == ()
+
+
+def test_export_batches_are_small_unless_the_standard_variables_say_otherwise() -> None:
+    assert tracing._batch_defaults({}) == {
+        "max_export_batch_size": 64,
+        "schedule_delay_millis": 200,
+    }
+    assert tracing._batch_defaults({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512"}) == {
+        "schedule_delay_millis": 200
+    }
+    assert (
+        tracing._batch_defaults(
+            {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512", "OTEL_BSP_SCHEDULE_DELAY": "5000"}
+        )
+        == {}
+    )

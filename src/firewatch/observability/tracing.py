@@ -127,7 +127,14 @@ def configure(service_version: str) -> bool:
             _scrub_url_attributes(span)
 
     provider.add_span_processor(Scrubbing())  # first: before the exporter's
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    batch = _batch_defaults()  # None: the SDK reads the OTEL_BSP_* variable
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(),
+            max_export_batch_size=batch.get("max_export_batch_size"),
+            schedule_delay_millis=batch.get("schedule_delay_millis"),
+        )
+    )
     trace.set_tracer_provider(provider)
     asyncpg_instrumentor: Callable[[], Any] = AsyncPGInstrumentor  # unannotated upstream
     asyncpg_instrumentor().instrument(tracer_provider=provider)
@@ -138,6 +145,24 @@ def configure(service_version: str) -> bool:
     )
     _provider = provider
     return True
+
+
+#: Export batches smaller and more often than the SDK's 512 spans / 5 s, unless the
+#: standard OTEL_BSP_* variables say otherwise. Encoding a batch is Python work on the
+#: export thread, which holds the interpreter lock against the event loop while it
+#: runs: with 512-span batches GET p99 was 25-40 ms at 10% sampling, with 64 spans
+#: every 200 ms 14-18 ms, at the same throughput (3 alternating wrk rounds each,
+#: against 12-14 ms with tracing off).
+BATCH_DEFAULTS: Final = {
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": ("max_export_batch_size", 64),
+    "OTEL_BSP_SCHEDULE_DELAY": ("schedule_delay_millis", 200),
+}
+
+
+def _batch_defaults(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """BatchSpanProcessor arguments for the OTEL_BSP_* variables that are not set."""
+    env = os.environ if environ is None else environ
+    return {arg: value for name, (arg, value) in BATCH_DEFAULTS.items() if not env.get(name)}
 
 
 _URL_KEYS: Final = ("url.path", "url.query", "url.full", "http.target", "http.url")
