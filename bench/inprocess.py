@@ -11,8 +11,10 @@ under load, and what py-spy (``py-spy record -f raw -- python -m bench.inprocess
 should profile when a request got slower.
 
 Configurations: ``minimal``, ``plain`` (tracing and metrics off), ``metrics``,
-``tracing-off`` (SDK on, ``always_off`` sampler), ``tracing-10`` (10%) and
-``tracing-all``; spans go to a real OTLP/gRPC receiver started here.
+``tracing-off`` (SDK on, ``always_off`` sampler), ``tracing-10`` (10%), ``tracing-all``
+and ``observed`` (10% and metrics, as the observability scenario's server). Metrics
+are kept in memory-mapped files, as under ``firewatch serve``; spans go to a real
+OTLP/gRPC receiver started here.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ CONFIGS: dict[str, dict[str, str]] = {
         "FIREWATCH_METRICS_ENABLED": "false",
     },
     "tracing-all": {"OTEL_TRACES_SAMPLER": "always_on", "FIREWATCH_METRICS_ENABLED": "false"},
+    # What the observability scenario's "observed" server runs.
+    "observed": {
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        "FIREWATCH_METRICS_ENABLED": "true",
+    },
 }
 
 
@@ -164,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 for config in args.configs.split(","):
                     env = {**base, **CONFIGS.get(config, {})}
+                    if env.get("FIREWATCH_METRICS_ENABLED") == "true":
+                        # As ``firewatch serve`` does: metrics in memory-mapped files.
+                        metrics_dir = Path(data) / f"prometheus-{config}"
+                        metrics_dir.mkdir()
+                        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
                     argv_child = [
                         sys.executable,
                         "-m",

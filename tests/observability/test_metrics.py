@@ -64,6 +64,20 @@ def test_helpers_count_with_bounded_labels() -> None:
         metrics.record_alerts_ingested(-1, "alertmanager")
 
 
+def test_request_method_label_is_a_known_method_or_other() -> None:
+    """A client inventing methods (``PURGE``, random tokens) cannot add series."""
+    route = "/test/methods"
+    name = "firewatch_http_request_duration_seconds_count"
+    labels = {"route": route, "status_class": "4xx"}
+    before = {m: sample(name, method=m, **labels) for m in ("GET", "_OTHER")}
+    metrics.observe_request("GET", route, 404, 0.001)
+    for invented in ("PURGE", "X" + secrets.token_hex(8), "get"):
+        metrics.observe_request(invented, route, 405, 0.001)
+    assert sample(name, method="GET", **labels) == before["GET"] + 1
+    assert sample(name, method="_OTHER", **labels) == before["_OTHER"] + 3
+    assert sample(name, method="PURGE", **labels) == 0.0
+
+
 def test_status_class() -> None:
     assert [metrics.status_class(s) for s in (200, 201, 304, 404, 503, 99, 600)] == [
         "2xx",

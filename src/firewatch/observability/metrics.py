@@ -53,6 +53,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from firewatch.http.methods import KNOWN_METHODS, OTHER_METHOD
 from firewatch.observability.multiproc import MULTIPROC_ENV
 from firewatch.runtime.database import Conn
 
@@ -217,8 +218,11 @@ def status_class(status: int) -> str:
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Record one HTTP request. ``route`` is the route *template* (``/incidents/{id}``),
-    never the raw path; the middleware passes ``"unmatched"`` for 404s without a route."""
-    REQUEST_DURATION.labels(method, route, status_class(status)).observe(seconds)
+    never the raw path; the middleware passes ``"unmatched"`` for 404s without a route.
+    A method outside :data:`~firewatch.http.methods.KNOWN_METHODS` is recorded as
+    ``_OTHER``."""
+    label = method if method in KNOWN_METHODS else OTHER_METHOD
+    REQUEST_DURATION.labels(label, route, status_class(status)).observe(seconds)
 
 
 def record_alerts_ingested(n: int, source: str) -> None:

@@ -81,7 +81,17 @@ def scrub_text(text: str) -> str:
     return text
 
 
+#: Values that can hold no secret, tested by exact type first: most of a log line
+#: (statuses, durations, counts) is these, and the ABC checks below cost more.
+_PLAIN_TYPES: Final = frozenset({int, float, bool, type(None)})
+
+
 def scrub_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:
+        return scrub_text(value)
+    if kind in _PLAIN_TYPES:
+        return value
     if isinstance(value, str):
         return scrub_text(value)
     if isinstance(value, Mapping):

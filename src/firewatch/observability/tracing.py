@@ -39,6 +39,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from firewatch.http.methods import KNOWN_METHODS, OTHER_METHOD
 from firewatch.observability.redact import scrub_text
 
 __all__ = [
@@ -165,7 +166,7 @@ def _batch_defaults(environ: Mapping[str, str] | None = None) -> dict[str, int]:
     return {arg: value for name, (arg, value) in BATCH_DEFAULTS.items() if not env.get(name)}
 
 
-_URL_KEYS: Final = ("url.path", "url.query", "url.full", "http.target", "http.url")
+_URL_KEYS: Final = frozenset({"url.path", "url.query", "url.full", "http.target", "http.url"})
 
 
 def _scrub_url_attributes(span: Any) -> None:
@@ -177,8 +178,10 @@ def _scrub_url_attributes(span: Any) -> None:
     replaced by its scrubbed decoded form.
     """
     attributes = getattr(span, "attributes", None) or {}
-    for key in _URL_KEYS:
-        value = attributes.get(key)
+    # One pass over the span's few keys: asking the SDK's attribute mapping for each
+    # absent URL key raised and caught a KeyError per key (3x the cost, every span).
+    for key in _URL_KEYS.intersection(attributes):
+        value = attributes[key]
         if isinstance(value, str):
             decoded = unquote_plus(value)
             cleaned = scrub_text(decoded)
@@ -186,9 +189,6 @@ def _scrub_url_attributes(span: Any) -> None:
                 span.set_attribute(key, cleaned)
 
 
-_KNOWN_METHODS: Final = frozenset(
-    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
-)
 _server_tracer: Any = None  # configure(): the tracer of the HTTP server spans
 _propagation_fields: frozenset[bytes] = frozenset()  # configure(): traceparent, ...
 
@@ -221,10 +221,10 @@ class ServerSpan:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         parent = propagate.extract(carrier) if carrier else otel_context.Context()
         method = str(scope.get("method", ""))
-        known = method in _KNOWN_METHODS
+        known = method in KNOWN_METHODS
         self._name = method if known else "HTTP"  # semantic conventions: span name
         attributes: dict[str, AttributeValue] = {
-            "http.request.method": method if known else "_OTHER",
+            "http.request.method": method if known else OTHER_METHOD,
             "url.scheme": str(scope.get("scheme", "http")),
             "url.path": str(scope.get("path", "")),
         }
