@@ -8,9 +8,23 @@ Two ``firewatch serve`` processes on the same seeded database, alternating wrk r
 - ``plain``: ``OTEL_SDK_DISABLED=true`` and ``FIREWATCH_METRICS_ENABLED=false``.
 
 Target (issue 7): observed GET req/s >= 0.9x plain, from the same run.
+
+Two more servers, run in the same alternation, say where the observed server's extra
+CPU goes (server CPU per request, as ``/proc`` counts it for the server process):
+
+- ``unsampled``: tracing on with ``always_off``: what every request pays for the SDK,
+  the instrumentation wrappers and the server span's sampling decision;
+- ``sampled``: tracing on with ``always_on``: with ``unsampled``, the cost of one
+  sampled GET (its three spans: server, SQL, Redis, created and exported over gRPC).
+
+From these the report prints the ceiling that 10% sampling alone sets on the ratio:
+plain CPU / (plain CPU + 10% of a sampled request's cost), i.e. the best ratio with
+unsampled requests and metrics made free.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from bench import seed
 from bench.auth import api_headers
@@ -21,6 +35,9 @@ from tests.observability.otlp import OtlpReceiver
 
 OBSERVED = "observed"
 PLAIN = "plain"
+UNSAMPLED = "unsampled"
+SAMPLED = "sampled"
+SAMPLING = 0.1
 
 
 @scenario(
@@ -41,21 +58,28 @@ def run(ctx: BenchContext) -> Report:
                 "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
                 "OTEL_EXPORTER_OTLP_INSECURE": "true",
                 "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+                "OTEL_TRACES_SAMPLER_ARG": str(SAMPLING),
                 "FIREWATCH_METRICS_ENABLED": "true",
             }
             plain_env = {"OTEL_SDK_DISABLED": "true", "FIREWATCH_METRICS_ENABLED": "false"}
-            get = "/api/v1/incidents/INC-{id}"
-            with (
-                ctx.firewatch(db, name=OBSERVED, env=observed_env) as observed,
-                ctx.firewatch(db, name=PLAIN, env=plain_env) as plain,
-            ):
-                stats = ctx.alternate(
-                    [
-                        Stack(observed, [Load("get", "GET", get, ids=ids, headers=headers)]),
-                        Stack(plain, [Load("get", "GET", get, ids=ids, headers=headers)]),
-                    ]
-                )
+            traced = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                "FIREWATCH_METRICS_ENABLED": "false",
+            }
+            envs = {
+                OBSERVED: observed_env,
+                PLAIN: plain_env,
+                UNSAMPLED: {**traced, "OTEL_TRACES_SAMPLER": "always_off"},
+                SAMPLED: {**traced, "OTEL_TRACES_SAMPLER": "always_on"},
+            }
+            get = Load("get", "GET", "/api/v1/incidents/INC-{id}", ids=ids, headers=headers)
+            with contextlib.ExitStack() as servers:
+                stacks = [
+                    Stack(servers.enter_context(ctx.firewatch(db, name=name, env=env)), [get])
+                    for name, env in envs.items()
+                ]
+                stats = ctx.alternate(stacks)
     finally:
         receiver.stop()
     k = ctx.knobs
@@ -70,8 +94,10 @@ def run(ctx: BenchContext) -> Report:
         )
     table.notes.append(
         f"spans received by the OTLP/gRPC receiver during the run: {receiver.count} "
-        "(10% of requests sampled; each sampled GET = server span + SQL spans)"
+        "(observed: 10% of requests sampled, sampled: all; a sampled GET makes three "
+        "spans: server, SQL, Redis)"
     )
+    _decompose(report, {name: st.cpu_us_per_request for (name, _load), st in stats.items()})
     report.target(
         "tracing 10% + metrics / both off (GET incident)",
         ratio(stats[(OBSERVED, "get")].rps, stats[(PLAIN, "get")].rps),
@@ -80,3 +106,35 @@ def run(ctx: BenchContext) -> Report:
         unit="x",
     )
     return report
+
+
+def _decompose(report: Report, cpu: dict[str, float | None]) -> None:
+    """Where the observed server's extra CPU per GET goes, and the ceiling it implies."""
+    plain, unsampled, sampled, observed = (
+        cpu.get(PLAIN),
+        cpu.get(UNSAMPLED),
+        cpu.get(SAMPLED),
+        cpu.get(OBSERVED),
+    )
+    if plain is None or unsampled is None or sampled is None or observed is None:
+        return  # no /proc: nothing to decompose
+    per_sampled = sampled - unsampled
+    from_sampling = SAMPLING * per_sampled
+    section = report.section(
+        "server CPU per GET incident (medians): where the observed server's extra goes",
+        ("part", "us per request"),
+    )
+    section.rows.extend(
+        [
+            ("plain (tracing and metrics off)", f"{plain:.0f}"),
+            ("every request: SDK on, nothing sampled", f"{unsampled - plain:+.0f}"),
+            ("one sampled request: 3 spans made and exported", f"{per_sampled:+.0f}"),
+            (f"sampled requests at {SAMPLING:.0%}", f"{from_sampling:+.0f}"),
+            ("observed server (10% + metrics), measured", f"{observed - plain:+.0f}"),
+        ]
+    )
+    ceiling = plain / (plain + from_sampling) if plain + from_sampling > 0 else 0.0
+    section.notes.append(
+        f"ceiling from {SAMPLING:.0%} sampling alone (unsampled requests and metrics "
+        f"free): {plain:.0f} / ({plain:.0f} + {from_sampling:.0f}) = {ceiling:.2f}x"
+    )

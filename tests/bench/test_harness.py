@@ -160,9 +160,14 @@ def test_observability_scenario_compares_traced_with_plain(
     ctx = _tiny(admin_database_url, redis_url, tmp_path)
     report = discover()["observability"].run(ctx)
     rows = report.sections[0].rows
-    assert [r[0] for r in rows] == ["observed", "plain"]
+    assert [r[0] for r in rows] == ["observed", "plain", "unsampled", "sampled"]
     assert all(float(r[1]) > 0 for r in rows)
     assert any("spans received" in note for note in report.sections[0].notes)
+    # the decomposition of the observed server's extra CPU (from /proc, here on Linux)
+    parts = report.sections[1]
+    assert parts.rows[0][0].startswith("plain") and float(parts.rows[0][1]) > 0
+    assert len(parts.rows) == 5
+    assert any("ceiling" in note and note.endswith("x") for note in parts.notes)
     assert [t.name for t in report.targets] == ["tracing 10% + metrics / both off (GET incident)"]
     assert report.targets[0].measured > 0
     assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
