@@ -165,7 +165,8 @@ def test_observability_scenario_compares_traced_with_plain(
     assert any("spans received" in note for note in report.sections[0].notes)
     # the decomposition of the observed server's extra CPU (from /proc, here on Linux)
     parts = report.sections[1]
-    assert parts.rows[0][0].startswith("plain") and float(parts.rows[0][1]) > 0
+    assert parts.rows[0][0].startswith("plain")
+    assert float(parts.rows[0][1]) > 0
     assert len(parts.rows) == 5
     assert any("ceiling" in note and note.endswith("x") for note in parts.notes)
     assert [t.name for t in report.targets] == ["tracing 10% + metrics / both off (GET incident)"]
