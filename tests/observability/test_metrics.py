@@ -91,30 +91,41 @@ def test_status_class() -> None:
 
 
 async def test_queue_depth_is_read_from_the_outbox(client: httpx.AsyncClient, pool: PgPool) -> None:
+    # Disabled, and removed with its rows afterwards: an enabled destination without a
+    # service filter would queue a notification for every incident other tests open in
+    # this database, and its pending rows would be theirs to deliver.
     async with pool.acquire() as conn:
         destination = await conn.fetchval(
-            "INSERT INTO notification_destinations (name, kind, url, created_by) "
-            "VALUES ($1, 'webhook', 'http://127.0.0.1:9/hook', 'test') RETURNING id",
+            "INSERT INTO notification_destinations (name, kind, url, created_by, enabled) "
+            "VALUES ($1, 'webhook', 'http://127.0.0.1:9/hook', 'test', false) RETURNING id",
             f"obs-{secrets.token_hex(4)}",
         )
-        for status in ("pending", "pending", "pending", "delivered", "dead"):
-            await conn.execute(
-                "INSERT INTO notifications (destination_id, event_kind, payload, status) "
-                "VALUES ($1, 'incident.opened', '{}'::jsonb, $2)",
-                destination,
-                status,
+    try:
+        async with pool.acquire() as conn:
+            for status in ("pending", "pending", "pending", "delivered", "dead"):
+                await conn.execute(
+                    "INSERT INTO notifications (destination_id, event_kind, payload, status) "
+                    "VALUES ($1, 'incident.opened', '{}'::jsonb, $2)",
+                    destination,
+                    status,
+                )
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM notifications WHERE status = 'pending'"
             )
-        pending = await conn.fetchval("SELECT count(*) FROM notifications WHERE status = 'pending'")
-    assert pending >= 3
-    r = await client.get("/metrics")
-    assert r.status_code == 200
-    depth = {
-        s.labels["queue"]: s.value
-        for f in text_string_to_metric_families(r.text)
-        if f.name == "firewatch_queue_depth"
-        for s in f.samples
-    }
-    assert depth == {"notifications": pending}
+        assert pending >= 3
+        r = await client.get("/metrics")
+        assert r.status_code == 200
+        depth = {
+            s.labels["queue"]: s.value
+            for f in text_string_to_metric_families(r.text)
+            if f.name == "firewatch_queue_depth"
+            for s in f.samples
+        }
+        assert depth == {"notifications": pending}
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute("DELETE FROM notifications WHERE destination_id = $1", destination)
+            await conn.execute("DELETE FROM notification_destinations WHERE id = $1", destination)
 
 
 async def test_metrics_endpoint_in_process(client: httpx.AsyncClient) -> None:
