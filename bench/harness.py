@@ -491,10 +491,13 @@ def alternate(
     warmup: float = 0.0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[tuple[str, str], Stat]:
-    """Round-robin over the stacks: A(loads), B(loads), C(loads), A(loads), ...
+    """Rounds over the stacks, in order then reversed: A B C, C B A, A B C, ...
 
     Each server is warmed up first (results discarded) so connection pools and
-    statement caches are filled before anything is recorded.
+    statement caches are filled before anything is recorded. Reversing the order every
+    other round puts each stack first as often as last, so a host that speeds up or
+    slows down during a round does not favour one side of a comparison
+    (:func:`paired_ratio` compares the stacks round by round).
     """
     stats: dict[tuple[str, str], Stat] = {}
     if warmup > 0:
@@ -511,7 +514,7 @@ def alternate(
                 except LoadError as exc:
                     raise LoadError(f"{exc}\n{stack.server.log_tail()}") from None
     for n in range(rounds):
-        for stack in stacks:
+        for stack in stacks if n % 2 == 0 else list(reversed(stacks)):
             for load in stack.loads:
                 try:
                     result = run_wrk(
@@ -651,3 +654,22 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("inf")
+
+
+def paired_ratio(a: Stat, b: Stat) -> float:
+    """req/s of ``a`` over ``b``: the median of the per-round ratios.
+
+    The rounds of one comparison run back to back (:func:`alternate`), so within a
+    round both stacks see the same host; across rounds the host drifts (on the 2-core
+    VM a server's CPU per request moved by half between rounds). The ratio of the two
+    medians can pair a fast round of one stack with a slow round of the other; the
+    median of the per-round ratios does not.
+    """
+    return statistics.median(ratio(x.rps, y.rps) for x, y in zip(a.rounds, b.rounds, strict=True))
+
+
+def ratio_note(a: Stat, b: Stat) -> str:
+    """How :func:`paired_ratio` was reached: each round's ratio, and the plain ratio of
+    the medians beside it."""
+    rounds = " ".join(f"{ratio(x.rps, y.rps):.2f}" for x, y in zip(a.rounds, b.rounds, strict=True))
+    return f"rounds {rounds}; of medians {ratio(a.rps, b.rps):.2f}"

@@ -12,7 +12,7 @@ import orjson
 from bench import seed
 from bench.auth import api_headers
 from bench.context import BenchContext
-from bench.harness import Load, Report, Stack, Stat, ratio
+from bench.harness import Load, Report, Stack, Stat, paired_ratio, ratio_note
 from bench.scenarios import scenario
 
 BODY = orjson.dumps(
@@ -119,25 +119,17 @@ def run(ctx: BenchContext) -> Report:
     def s(stack: str, load: str) -> Stat:
         return stats[(stack, load)]
 
-    report.target(
-        "firewatch GET / minimal GET",
-        ratio(s(FIREWATCH, "get").rps, s(MINIMAL, "get").rps),
-        1.0,
-        at_least=True,
-        unit="x",
-    )
-    report.target(
-        "firewatch create / minimal POST",
-        ratio(s(FIREWATCH, "create").rps, s(MINIMAL, "create").rps),
-        0.8,
-        at_least=True,
-        unit="x",
-    )
-    report.target(
-        "firewatch create / ORM POST",
-        ratio(s(FIREWATCH, "create").rps, s(ORM, "create").rps),
-        2.0,
-        at_least=True,
-        unit="x",
-    )
+    for name, (a, b), threshold in (
+        ("firewatch GET / minimal GET", ((FIREWATCH, "get"), (MINIMAL, "get")), 1.0),
+        ("firewatch create / minimal POST", ((FIREWATCH, "create"), (MINIMAL, "create")), 0.8),
+        ("firewatch create / ORM POST", ((FIREWATCH, "create"), (ORM, "create")), 2.0),
+    ):
+        report.target(
+            name,
+            paired_ratio(s(*a), s(*b)),
+            threshold,
+            at_least=True,
+            unit="x",
+            note=ratio_note(s(*a), s(*b)),
+        )
     return report

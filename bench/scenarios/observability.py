@@ -29,7 +29,7 @@ import contextlib
 from bench import seed
 from bench.auth import api_headers
 from bench.context import BenchContext
-from bench.harness import Load, Report, Stack, ratio
+from bench.harness import Load, Report, Stack, paired_ratio, ratio_note
 from bench.scenarios import scenario
 from tests.observability.otlp import OtlpReceiver
 
@@ -100,10 +100,11 @@ def run(ctx: BenchContext) -> Report:
     _decompose(report, {name: st.cpu_us_per_request for (name, _load), st in stats.items()})
     report.target(
         "tracing 10% + metrics / both off (GET incident)",
-        ratio(stats[(OBSERVED, "get")].rps, stats[(PLAIN, "get")].rps),
+        paired_ratio(stats[(OBSERVED, "get")], stats[(PLAIN, "get")]),
         0.9,
         at_least=True,
         unit="x",
+        note=ratio_note(stats[(OBSERVED, "get")], stats[(PLAIN, "get")]),
     )
     return report
 

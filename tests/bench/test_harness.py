@@ -216,3 +216,20 @@ def test_inprocess_measures_every_configuration() -> None:
     figures = {ln.split()[0]: float(ln.split()[1]) for ln in lines[1:]}
     assert set(figures) == {"minimal", "plain", "tracing-10"}
     assert all(v > 0 for v in figures.values())
+
+
+def _stat(*rps: float) -> harness.Stat:
+    return harness.Stat([harness.WrkResult(int(r * 5), 5.0, 1.0, 1.0, 1.0, 1.0, 0) for r in rps])
+
+
+def test_paired_ratio_compares_stacks_round_by_round() -> None:
+    """A host that slows down for one round (the second, here) shifts the plain ratio
+    of the medians, which pairs the stacks' different rounds; the per-round median
+    does not."""
+    a = _stat(1100, 1200, 1900)
+    b = _stat(1150, 1800, 1850)
+    assert harness.ratio(a.rps, b.rps) == pytest.approx(1200 / 1800)
+    assert harness.paired_ratio(a, b) == pytest.approx(1100 / 1150)
+    assert harness.ratio_note(a, b) == "rounds 0.96 0.67 1.03; of medians 0.67"
+    with pytest.raises(ValueError, match=r"shorter|longer"):
+        harness.paired_ratio(a, _stat(1000, 1000))
