@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                     env = {**base, **CONFIGS.get(config, {})}
                     if env.get("FIREWATCH_METRICS_ENABLED") == "true":
                         # As ``firewatch serve`` does: metrics in memory-mapped files.
-                        metrics_dir = Path(data) / f"prometheus-{config}"
-                        metrics_dir.mkdir()
-                        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+                        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+                            prefix=f"prometheus-{config}-", dir=data
+                        )
                     argv_child = [
                         sys.executable,
                         "-m",

@@ -144,5 +144,5 @@ def _decompose(report: Report, cpu: dict[str, float | None]) -> None:
         f"ceiling from {SAMPLING:.0%} sampling alone (unsampled requests and metrics "
         f"free): {plain:.0f} / ({plain:.0f} + {from_sampling:.0f}) = {ceiling:.2f}x; a "
         "best case: the per-sampled cost is measured with every request sampled, and "
-        "one host's CPU per request moves by 10-20% between rounds"
+        "a server's CPU per request moves by up to 25% between rounds"
     )
