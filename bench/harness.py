@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -481,6 +482,36 @@ class Stack:
     loads: Sequence[Load]
 
 
+#: A server is settled when its process tree used less than this share of one core
+#: over :data:`SETTLE_WINDOW` seconds.
+SETTLE_CPU_SHARE: Final = 0.05
+SETTLE_WINDOW: Final = 0.5
+SETTLE_TIMEOUT: Final = 30.0
+
+
+def settle(pid: int, *, timeout: float = SETTLE_TIMEOUT) -> float:
+    """Wait until the server ``pid`` and its children are idle; return the seconds waited.
+
+    Work a load leaves running (spans still being exported, a suggester batch in
+    progress) would otherwise be charged to the next load and compete with it for the
+    cores. It cannot see work that has not started: firewatch's similar-incident
+    suggester (a child process of ``serve``) wakes every 10 s, so the incidents it
+    has to index after a create round can still land in the next round (after 6,600
+    creates in 5 s, it used 122, then 39, then 0 µs of CPU per request in the 5 s
+    GET windows that followed a 2 s one). A server without background work (the
+    baselines) is idle at once. Gives up after ``timeout`` seconds.
+    """
+    start = time.monotonic()
+    before = _cpu_seconds(pid)
+    while before is not None and time.monotonic() - start < timeout:
+        time.sleep(SETTLE_WINDOW)
+        after = _cpu_seconds(pid)
+        if after is None or after - before < SETTLE_CPU_SHARE * SETTLE_WINDOW:
+            break
+        before = after
+    return time.monotonic() - start
+
+
 def alternate(
     stacks: Sequence[Stack],
     *,
@@ -494,7 +525,8 @@ def alternate(
     """Rounds over the stacks, in order then reversed: A B C, C B A, A B C, ...
 
     Each server is warmed up first (results discarded) so connection pools and
-    statement caches are filled before anything is recorded. Reversing the order every
+    statement caches are filled before anything is recorded, and every load waits
+    for its server to settle (:func:`settle`). Reversing the order every
     other round puts each stack first as often as last, so a host that speeds up or
     slows down during a round does not favour one side of a comparison
     (:func:`paired_ratio` compares the stacks round by round).
@@ -516,6 +548,9 @@ def alternate(
     for n in range(rounds):
         for stack in stacks if n % 2 == 0 else list(reversed(stacks)):
             for load in stack.loads:
+                waited = settle(stack.server.process.pid)
+                if progress and waited >= 1.0:
+                    progress(f"{stack.server.name}: waited {waited:.1f}s for the server to settle")
                 try:
                     result = run_wrk(
                         stack.server.base_url,

@@ -10,6 +10,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -234,3 +235,28 @@ def test_paired_ratio_compares_stacks_round_by_round() -> None:
     assert harness.ratio_note(a, b) == "rounds 0.96 0.67 1.03; of medians 0.67"
     with pytest.raises(ValueError, match=r"shorter|longer"):
         harness.paired_ratio(a, _stat(1000, 1000))
+
+
+def test_settle_waits_for_a_busy_process_tree_and_not_for_an_idle_one() -> None:
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # a parent that sleeps while its child spins for ~2 s: the tree is busy
+    busy = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', "
+            "'import time\\nend = time.monotonic() + 2\\nwhile time.monotonic() < end: pass'])\n"
+            "child.wait(); time.sleep(30)",
+        ]
+    )
+    try:
+        time.sleep(0.3)  # both started (the busy child is spinning)
+        assert harness.settle(idle.pid) < 1.0
+        waited = harness.settle(busy.pid)
+        assert 1.0 <= waited < harness.SETTLE_TIMEOUT
+        assert harness.settle(busy.pid) < 1.0  # its child is done: settled at once
+    finally:
+        for proc in (idle, busy):
+            proc.kill()
+            proc.wait()
