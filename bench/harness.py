@@ -696,9 +696,9 @@ def paired_ratio(a: Stat, b: Stat) -> float:
 
     The rounds of one comparison run back to back (:func:`alternate`), so within a
     round both stacks see the same host; across rounds the host drifts (on the 2-core
-    VM a server's CPU per request moved by half between rounds). The ratio of the two
-    medians can pair a fast round of one stack with a slow round of the other; the
-    median of the per-round ratios does not.
+    VM one server's CPU per request went from 839 to 521 µs between rounds). The ratio
+    of the two medians can pair a fast round of one stack with a slow round of the
+    other; the median of the per-round ratios does not.
     """
     return statistics.median(ratio(x.rps, y.rps) for x, y in zip(a.rounds, b.rounds, strict=True))
 
