@@ -110,12 +110,13 @@ def configure(service_version: str) -> bool:
     if _provider is not None or not wanted():
         return _provider is not None
     # Imported here: with tracing off, the SDK, gRPC and instrumentations are never loaded.
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from firewatch.observability.otlp import FastOTLPSpanExporter
 
     attributes: dict[str, AttributeValue] = {"service.version": service_version}
     if not os.environ.get("OTEL_SERVICE_NAME"):
@@ -131,7 +132,7 @@ def configure(service_version: str) -> bool:
     batch = _batch_defaults()  # None: the SDK reads the OTEL_BSP_* variable
     provider.add_span_processor(
         BatchSpanProcessor(
-            OTLPSpanExporter(),
+            FastOTLPSpanExporter(),
             max_export_batch_size=batch.get("max_export_batch_size"),
             schedule_delay_millis=batch.get("schedule_delay_millis"),
         )

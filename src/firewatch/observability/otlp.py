@@ -1,0 +1,317 @@
+"""OTLP trace export: the SDK's gRPC exporter, with spans encoded to protobuf bytes here.
+
+Why: the exporter's own encoder (``opentelemetry-exporter-otlp-proto-common``) builds one
+protobuf object per span, attribute and value through Python calls, ~29 us per span
+(3 spans per sampled GET incident). It runs on the export thread, which holds the
+interpreter lock against the event loop meanwhile: over HTTP a sampled GET cost the
+event loop ~345 us more than an unsampled one and the export thread ~180 us, of which
+the encoding was most (per-thread CPU, ``make bench BENCH=observability`` setup).
+
+:func:`encode_spans` writes the same ``ExportTraceServiceRequest`` straight in the
+protobuf wire format (the format is fixed by ``opentelemetry-proto``; encoding it is a
+few byte concatenations per field), caching the encoded form of the attributes that
+repeat from span to span (``db.system``, a statement, a route) and of the resource and
+instrumentation scopes. The request then goes through the SDK's exporter unchanged:
+parsed into the generated message class by protobuf's C parser (``FromString``), sent
+with the exporter's retries, timeouts, headers, TLS and compression. Tests compare every
+encoding against the SDK's encoder, message for message, over generated spans.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanKind
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FastOTLPSpanExporter", "encode_spans", "encode_spans_bytes"]
+
+K = TypeVar("K")
+T = TypeVar("T")
+
+_SMALL: Final = [bytes((i,)) for i in range(0x80)]
+_pack_fixed64 = struct.Struct("<Q").pack
+_pack_fixed32 = struct.Struct("<I").pack
+_pack_double = struct.Struct("<d").pack
+_INT64_MIN: Final = -(1 << 63)
+_INT64_MAX: Final = (1 << 63) - 1
+
+# Span.kind: the SDK's SpanKind (INTERNAL=0 ...) is the protobuf enum minus one.
+_KIND: Final = {kind: b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}
+# SpanFlags: the parent's "is remote" bit is known (HAS_IS_REMOTE) / set (IS_REMOTE).
+_HAS_IS_REMOTE: Final = 0x100
+_IS_REMOTE: Final = 0x200
+_FLAGS_TAG: Final = b"\x85\x01"  # field 16, fixed32
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field (string, bytes or message)."""
+    n = len(payload)
+    return tag + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+
+
+def _any_value(value: Any) -> bytes:
+    """An ``AnyValue`` message's payload, with the SDK encoder's type tests, in its order."""
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode("utf-8"))
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError("integer out of int64 range")
+        return b"\x18" + _varint(value if value >= 0 else value + (1 << 64))
+    if isinstance(value, float):
+        return b"\x21" + _pack_double(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join(_field(b"\x0a", _any_value(v)) for v in value))
+    if isinstance(value, Mapping):
+        return _field(
+            b"\x32", b"".join(_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items())
+        )
+    raise TypeError(f"invalid type {type(value).__name__}")  # never the value: a log line
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    return _field(b"\x0a", key.encode("utf-8")) + _field(b"\x12", _any_value(value))
+
+
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
+    """Repeated ``KeyValue`` fields; a value that cannot be encoded is left out and
+    logged, as the SDK's encoder does."""
+    if not attributes:
+        return []
+    out = []
+    for key, value in attributes.items():
+        try:
+            out.append(_field(tag, _key_value(key, value)))
+        except Exception as exc:  # the SDK's encoder logs and skips such an attribute
+            log.warning("failed to encode span attribute %r: %s", key, exc)
+    return out
+
+
+_SCALARS: Final = frozenset({str, int, bool, float})
+_ATTRIBUTE_CACHE_MAX: Final = 4096
+_span_attribute_cache: dict[tuple[str, type, Any], bytes] = {}
+
+
+def _span_attributes(attributes: Mapping[str, Any] | None) -> list[bytes]:
+    """A span's attributes (field 9); scalar ones are encoded once and then reused.
+
+    The key holds the value's type: ``True == 1 == 1.0`` would otherwise share an entry.
+    Cleared when full: high-cardinality values (a URL path) churn through it, the
+    repeating ones come straight back.
+    """
+    if not attributes:
+        return []
+    cache = _span_attribute_cache
+    out = []
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind in _SCALARS:
+            entry = (key, kind, value)
+            encoded = cache.get(entry)
+            if encoded is None:
+                try:
+                    encoded = _field(b"\x4a", _key_value(key, value))
+                except Exception as exc:
+                    log.warning("failed to encode span attribute %r: %s", key, exc)
+                    continue
+                if len(cache) >= _ATTRIBUTE_CACHE_MAX:
+                    cache.clear()
+                cache[entry] = encoded
+            out.append(encoded)
+        else:
+            try:
+                out.append(_field(b"\x4a", _key_value(key, value)))
+            except Exception as exc:
+                log.warning("failed to encode span attribute %r: %s", key, exc)
+    return out
+
+
+def _flags(remote: bool) -> bytes:
+    return _FLAGS_TAG + _pack_fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if remote else 0))
+
+
+def _span(span: ReadableSpan) -> bytes:
+    """One ``Span`` message's payload."""
+    ctx = span.get_span_context()
+    if ctx is None:
+        raise ValueError("a span without a context cannot be exported")
+    parts = [
+        b"\x0a\x10",
+        ctx.trace_id.to_bytes(16, "big"),
+        b"\x12\x08",
+        ctx.span_id.to_bytes(8, "big"),
+    ]
+    state = ctx.trace_state
+    if state:
+        text = ",".join([f"{key}={value}" for key, value in state.items()])
+        if text:
+            parts.append(_field(b"\x1a", text.encode("utf-8")))
+    parent = span.parent
+    if parent:
+        parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+    if span.name:
+        parts.append(_field(b"\x2a", span.name.encode("utf-8")))
+    parts.append(_KIND[span.kind])
+    if span.start_time:
+        parts += (b"\x39", _pack_fixed64(span.start_time))
+    if span.end_time:
+        parts += (b"\x41", _pack_fixed64(span.end_time))
+    parts += _span_attributes(span.attributes)
+    if span.dropped_attributes:
+        parts += (b"\x50", _varint(span.dropped_attributes))
+    for event in span.events:
+        event_parts: list[bytes] = []
+        if event.timestamp:
+            event_parts += (b"\x09", _pack_fixed64(event.timestamp))
+        if event.name:
+            event_parts.append(_field(b"\x12", event.name.encode("utf-8")))
+        event_parts += _attributes(b"\x1a", event.attributes)
+        if event.dropped_attributes:
+            event_parts += (b"\x20", _varint(event.dropped_attributes))
+        parts.append(_field(b"\x5a", b"".join(event_parts)))
+    if span.dropped_events:
+        parts += (b"\x60", _varint(span.dropped_events))
+    for link in span.links:
+        link_parts = [
+            b"\x0a\x10",
+            link.context.trace_id.to_bytes(16, "big"),
+            b"\x12\x08",
+            link.context.span_id.to_bytes(8, "big"),
+            *_attributes(b"\x22", link.attributes),
+        ]
+        if link.dropped_attributes:
+            link_parts += (b"\x28", _varint(link.dropped_attributes))
+        link_parts += (
+            b"\x35",
+            _pack_fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if link.context.is_remote else 0)),
+        )
+        parts.append(_field(b"\x6a", b"".join(link_parts)))
+    if span.dropped_links:
+        parts += (b"\x70", _varint(span.dropped_links))
+    status = span.status
+    status_parts: list[bytes] = []
+    if status.description:
+        status_parts.append(_field(b"\x12", status.description.encode("utf-8")))
+    if status.status_code.value:
+        status_parts += (b"\x18", _varint(status.status_code.value))
+    parts.append(_field(b"\x7a", b"".join(status_parts)))
+    parts.append(_flags(bool(parent and parent.is_remote)))
+    return b"".join(parts)
+
+
+def _resource(resource: Resource) -> bytes:
+    return b"".join(_attributes(b"\x0a", resource.attributes))
+
+
+def _scope(scope: InstrumentationScope | None) -> bytes:
+    if scope is None:
+        return b""
+    parts = []
+    if scope.name:
+        parts.append(_field(b"\x0a", scope.name.encode("utf-8")))
+    if scope.version:
+        parts.append(_field(b"\x12", scope.version.encode("utf-8")))
+    parts += _attributes(b"\x1a", scope.attributes)
+    return b"".join(parts)
+
+
+class _Memo:
+    """Encodings of the few long-lived resource and scope objects, by identity (the
+    object is kept, so its id cannot be reused while the entry lives)."""
+
+    def __init__(self, encode: Callable[[Any], bytes], limit: int = 256) -> None:
+        self._encode = encode
+        self._limit = limit
+        self._entries: dict[int, tuple[object, bytes]] = {}
+
+    def __call__(self, obj: object) -> bytes:
+        hit = self._entries.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        encoded = self._encode(obj)
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[id(obj)] = (obj, encoded)
+        return encoded
+
+
+_resource_memo = _Memo(_resource)
+_scope_memo = _Memo(_scope)
+
+
+def _group(items: Iterable[tuple[K, T]]) -> list[tuple[K, list[T]]]:
+    """Group ``(key, item)`` pairs by key *equality*, in order of first appearance (as
+    the SDK's encoder groups spans by resource and scope), comparing objects by identity
+    first: equality of a Resource is a JSON dump of its attributes."""
+    groups: list[tuple[K, list[T]]] = []
+    by_id: dict[int, list[T]] = {}
+    for key, item in items:
+        members = by_id.get(id(key))
+        if members is None:
+            for other, other_members in groups:
+                if other == key:
+                    members = other_members
+                    break
+            else:
+                members = []
+                groups.append((key, members))
+            by_id[id(key)] = members
+        members.append(item)
+    return groups
+
+
+def encode_spans_bytes(spans: Sequence[ReadableSpan]) -> bytes:
+    """The serialized ``ExportTraceServiceRequest`` of ``spans``."""
+    out = []
+    for resource, resource_spans in _group((span.resource, span) for span in spans):
+        parts = [_field(b"\x0a", _resource_memo(resource))]
+        scoped = ((span.instrumentation_scope or None, span) for span in resource_spans)
+        for scope, scope_spans in _group(scoped):
+            scope_parts = [_field(b"\x0a", _scope_memo(scope))]
+            scope_parts += [_field(b"\x12", _span(span)) for span in scope_spans]
+            if scope is not None and scope.schema_url:
+                scope_parts.append(_field(b"\x1a", scope.schema_url.encode("utf-8")))
+            parts.append(_field(b"\x12", b"".join(scope_parts)))
+        if resource.schema_url:
+            parts.append(_field(b"\x1a", resource.schema_url.encode("utf-8")))
+        out.append(_field(b"\x0a", b"".join(parts)))
+    return b"".join(out)
+
+
+def encode_spans(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
+    """What the SDK's ``encode_spans`` returns, built from :func:`encode_spans_bytes`."""
+    return ExportTraceServiceRequest.FromString(encode_spans_bytes(spans))
+
+
+class FastOTLPSpanExporter(OTLPSpanExporter):
+    """The SDK's OTLP/gRPC span exporter with :func:`encode_spans` as its encoder;
+    configuration (``OTEL_EXPORTER_OTLP_*``), retries and sending are the SDK's."""
+
+    def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
+        return encode_spans(data)
