@@ -171,6 +171,11 @@ def test_observability_scenario_compares_traced_with_plain(
     assert float(parts.rows[0][1]) > 0
     assert len(parts.rows) == 6
     assert any(re.search(r"^ceiling .* = \d+\.\d\dx; a best case", n) for n in parts.notes)
+    # the export encoders compared on the same spans: both measured, the SDK is the 1.00x
+    encoding = report.sections[2]
+    assert [r[0] for r in encoding.rows] == ["SDK encoder", "firewatch encoder"]
+    assert all(float(r[1]) > 0 for r in encoding.rows)
+    assert encoding.rows[0][2] == "1.00x"
     assert [t.name for t in report.targets] == ["tracing 10% + metrics / both off (GET incident)"]
     assert report.targets[0].measured > 0
     assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
