@@ -238,3 +238,19 @@ def test_a_value_protobuf_cannot_carry_is_left_out_as_the_sdk_does(
     assert [a.key for a in ours.resource_spans[0].scope_spans[0].spans[0].attributes] == ["ok"]
     assert "bad" in caplog.text
     assert "big" in caplog.text
+
+
+def test_a_span_made_outside_a_provider_without_status_or_scope() -> None:
+    """ReadableSpans can be built directly (other processors, tests): no instrumentation
+    scope, no status, no times. The SDK's encoder then leaves those fields out."""
+    context = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(1))
+    resource = Resource({"service.name": "firewatch"})
+    spans = [
+        # status=None is outside the SDK's annotation, and exactly what is tested here
+        ReadableSpan(name="bare", context=context, resource=resource, status=None),  # type: ignore[arg-type]
+        ReadableSpan(name="", context=context, resource=resource, attributes={"a": 1}),
+    ]
+    _assert_same(spans)
+    decoded = otlp.encode_spans(spans).resource_spans[0].scope_spans[0]
+    assert not decoded.spans[0].HasField("status")
+    assert decoded.spans[1].HasField("status")

@@ -215,12 +215,13 @@ def _span(span: ReadableSpan) -> bytes:
     if span.dropped_links:
         parts += (b"\x70", _varint(span.dropped_links))
     status = span.status
-    status_parts: list[bytes] = []
-    if status.description:
-        status_parts.append(_field(b"\x12", status.description.encode("utf-8")))
-    if status.status_code.value:
-        status_parts += (b"\x18", _varint(status.status_code.value))
-    parts.append(_field(b"\x7a", b"".join(status_parts)))
+    if status is not None:  # the SDK's encoder leaves the field out for a span without
+        status_parts: list[bytes] = []
+        if status.description:
+            status_parts.append(_field(b"\x12", status.description.encode("utf-8")))
+        if status.status_code.value:
+            status_parts += (b"\x18", _varint(status.status_code.value))
+        parts.append(_field(b"\x7a", b"".join(status_parts)))
     parts.append(_flags(bool(parent and parent.is_remote)))
     return b"".join(parts)
 
