@@ -212,9 +212,14 @@ def test_the_attribute_cache_stays_bounded() -> None:
             "s", attributes={"url.path": f"/api/v1/incidents/INC-{i}"}
         ):
             pass
+    long_path = "/" + "x" * (otlp._CACHED_STR_MAX + 1)
+    with tracer.start_as_current_span("s", attributes={"url.path": long_path}):
+        pass
     spans = list(exporter.get_finished_spans())
     _assert_same(spans)
     assert len(otlp._span_attribute_cache) <= otlp._ATTRIBUTE_CACHE_MAX
+    # a long value (a client's URL path) is encoded, never kept
+    assert not any(value == long_path for _key, _kind, value in otlp._span_attribute_cache)
 
 
 def test_a_value_protobuf_cannot_carry_is_left_out_as_the_sdk_does(

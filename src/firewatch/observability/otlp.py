@@ -116,6 +116,9 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
 
 _SCALARS: Final = frozenset({str, int, bool, float})
 _ATTRIBUTE_CACHE_MAX: Final = 4096
+#: Longer strings are encoded every time: a client chooses a URL path, and 4096 long
+#: ones must not pin megabytes (SQL text up to this length is still cached).
+_CACHED_STR_MAX: Final = 1024
 _span_attribute_cache: dict[tuple[str, type, Any], bytes] = {}
 
 
@@ -124,7 +127,7 @@ def _span_attributes(attributes: Mapping[str, Any] | None) -> list[bytes]:
 
     The key holds the value's type: ``True == 1 == 1.0`` would otherwise share an entry.
     Cleared when full: high-cardinality values (a URL path) churn through it, the
-    repeating ones come straight back.
+    repeating ones come straight back. At most 4096 entries of at most ~2 KiB each.
     """
     if not attributes:
         return []
@@ -132,7 +135,7 @@ def _span_attributes(attributes: Mapping[str, Any] | None) -> list[bytes]:
     out = []
     for key, value in attributes.items():
         kind = type(value)
-        if kind in _SCALARS:
+        if kind in _SCALARS and (kind is not str or len(value) <= _CACHED_STR_MAX):
             entry = (key, kind, value)
             encoded = cache.get(entry)
             if encoded is None:
