@@ -250,9 +250,9 @@ def test_a_span_made_outside_a_provider_without_status_or_scope() -> None:
     scope, no status, no times. The SDK's encoder then leaves those fields out."""
     context = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(1))
     resource = Resource({"service.name": "firewatch"})
+    no_status: Any = None  # outside the SDK's annotation, and exactly what is tested here
     spans = [
-        # status=None is outside the SDK's annotation, and exactly what is tested here
-        ReadableSpan(name="bare", context=context, resource=resource, status=None),  # type: ignore[arg-type]
+        ReadableSpan(name="bare", context=context, resource=resource, status=no_status),
         ReadableSpan(name="", context=context, resource=resource, attributes={"a": 1}),
     ]
     _assert_same(spans)

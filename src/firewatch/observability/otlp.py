@@ -51,7 +51,8 @@ _KIND: Final = {kind: b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}
 # SpanFlags: the parent's "is remote" bit is known (HAS_IS_REMOTE) / set (IS_REMOTE).
 _HAS_IS_REMOTE: Final = 0x100
 _IS_REMOTE: Final = 0x200
-_FLAGS_TAG: Final = b"\x85\x01"  # field 16, fixed32
+_SPAN_FLAGS_TAG: Final = b"\x85\x01"  # Span.flags: field 16, fixed32
+_LINK_FLAGS_TAG: Final = b"\x35"  # Link.flags: field 6, fixed32
 
 
 def _varint(n: int) -> bytes:
@@ -156,8 +157,9 @@ def _span_attributes(attributes: Mapping[str, Any] | None) -> list[bytes]:
     return out
 
 
-def _flags(remote: bool) -> bytes:
-    return _FLAGS_TAG + _pack_fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if remote else 0))
+def _flags(tag: bytes, remote: bool) -> bytes:
+    """A span's or link's ``flags``: whether its parent / linked context is remote."""
+    return tag + _pack_fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if remote else 0))
 
 
 def _span(span: ReadableSpan) -> bytes:
@@ -211,10 +213,7 @@ def _span(span: ReadableSpan) -> bytes:
         ]
         if link.dropped_attributes:
             link_parts += (b"\x28", _varint(link.dropped_attributes))
-        link_parts += (
-            b"\x35",
-            _pack_fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if link.context.is_remote else 0)),
-        )
+        link_parts.append(_flags(_LINK_FLAGS_TAG, link.context.is_remote))
         parts.append(_field(b"\x6a", b"".join(link_parts)))
     if span.dropped_links:
         parts += (b"\x70", _varint(span.dropped_links))
@@ -226,7 +225,7 @@ def _span(span: ReadableSpan) -> bytes:
         if status.status_code.value:
             status_parts += (b"\x18", _varint(status.status_code.value))
         parts.append(_field(b"\x7a", b"".join(status_parts)))
-    parts.append(_flags(bool(parent and parent.is_remote)))
+    parts.append(_flags(_SPAN_FLAGS_TAG, bool(parent and parent.is_remote)))
     return b"".join(parts)
 
 
