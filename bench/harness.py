@@ -336,24 +336,30 @@ def _cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
-def wrk_binary() -> str:
-    """wrk on PATH; installed from Debian when missing and we are root."""
-    found = shutil.which("wrk")
+def debian_binary(name: str) -> str:
+    """``name`` on PATH; installed from the Debian package of that name when missing
+    and we are root."""
+    found = shutil.which(name)
     if found:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("bench: installing wrk (apt-get install -y wrk)", file=sys.stderr)
+        print(f"bench: installing {name} (apt-get install -y {name})", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"],
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", name],
             check=True,
             env=env,
             stdout=subprocess.DEVNULL,
         )
-        found = shutil.which("wrk")
+        found = shutil.which(name)
         if found:
             return found
-    raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    raise RuntimeError(f"{name} is not installed (apt-get install {name})")
+
+
+def wrk_binary() -> str:
+    """wrk on PATH; installed from Debian when missing and we are root."""
+    return debian_binary("wrk")
 
 
 def run_wrk(

@@ -15,6 +15,11 @@ Configurations: ``minimal``, ``plain`` (tracing and metrics off), ``metrics``,
 and ``observed`` (10% and metrics, as the observability scenario's server). Metrics
 are kept in memory-mapped files, as under ``firewatch serve``; spans go to a real
 OTLP/gRPC receiver started here.
+
+``--instructions`` counts instructions per request instead (valgrind's callgrind, see
+bench/instructions.py): each configuration runs twice, ``--requests`` apart, and the
+difference is divided by ``--requests``. The count is the same in every run, where
+CPU time moves by 10-30% on this host: the way to size a change of a few per cent.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from bench import auth, harness, seed
 
 ROWS = 10_000
+WARMUP = 300  # requests before the measured rounds
 BODY = (
     b'{"title":"Feature drift on checkout-ranker","severity":"SEV2",'
     b'"category":"data_drift","service":"checkout-ranker","labels":{"env":"prod"}}'
@@ -99,7 +106,7 @@ async def _measure(
         if not sent or sent[0] >= 400:
             raise RuntimeError(f"{method} {target} answered {sent}")
 
-    for i in range(min(300, requests)):  # warm-up: caches, statement cache, pool
+    for i in range(min(WARMUP, requests)):  # warm-up: caches, statement cache, pool
         await one(i)
     out = []
     for _ in range(rounds):
@@ -126,12 +133,90 @@ async def _child(config: str, post: bool, requests: int, rounds: int) -> list[fl
         return await _measure(app, path, headers, post=post, requests=requests, rounds=rounds)
 
 
+def _child_argv(config: str, requests: int, rounds: int, post: bool) -> list[str]:
+    argv = [sys.executable, "-m", "bench.inprocess", "--child", config]
+    argv += ["--requests", str(requests), "--rounds", str(rounds)]
+    return [*argv, "--post"] if post else argv
+
+
+def _config_env(config: str, base: dict[str, str], data: str) -> dict[str, str]:
+    env = {**base, **CONFIGS.get(config, {})}
+    if env.get("FIREWATCH_METRICS_ENABLED") == "true":
+        # As ``firewatch serve`` does: metrics in memory-mapped files.
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"prometheus-{config}-", dir=data)
+    return env
+
+
+def _cpu(configs: list[str], base: dict[str, str], data: str, args: argparse.Namespace) -> int:
+    what = "create" if args.post else "GET incident"
+    print(
+        f"in-process CPU us per {what}, best of {args.rounds} rounds "
+        f"of {args.requests} (all rounds after the colon)"
+    )
+    for config in configs:
+        done = subprocess.run(
+            _child_argv(config, args.requests, args.rounds, args.post),
+            env=_config_env(config, base, data),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            print(done.stderr[-2000:], file=sys.stderr)
+            return 1
+        cpu = json.loads(done.stdout.strip().splitlines()[-1])
+        rounds = " ".join(f"{c:.0f}" for c in cpu)
+        print(f"  {config:<12} {min(cpu):6.0f} us   : {rounds}")
+    return 0
+
+
+def _instructions(
+    configs: list[str], base: dict[str, str], data: str, args: argparse.Namespace
+) -> int:
+    """Each configuration run twice under callgrind, after the same warm-up, with
+    ``--requests`` more requests the second time; the difference per request.
+    The runs go side by side (one per core): a count does not depend on the timing."""
+    from bench import instructions
+
+    def run(config: str, requests: int) -> list[int]:
+        out = Path(data) / f"callgrind-{config}-{requests}.out"
+        argv = _child_argv(config, requests, 1, args.post)
+        return instructions.count(argv, out=out, env=_config_env(config, base, data))
+
+    what = "create" if args.post else "GET incident"
+    print(
+        f"instructions per {what} (valgrind callgrind; runs of {WARMUP} and "
+        f"{WARMUP + args.requests} requests after a warm-up of {WARMUP}, the difference "
+        f"per request), main thread and all threads, and main thread against {configs[0]}"
+    )
+    jobs = [(c, n) for c in configs for n in (WARMUP, WARMUP + args.requests)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = dict(zip(jobs, pool.map(lambda job: run(*job), jobs), strict=True))
+    first: float | None = None
+    for config in configs:
+        main_thread, every_thread = instructions.per_unit(
+            counts[(config, WARMUP)], counts[(config, WARMUP + args.requests)], args.requests
+        )
+        first = main_thread if first is None else first
+        print(
+            f"  {config:<12} {main_thread / 1000:8.1f} k   all threads "
+            f"{every_thread / 1000:8.1f} k   {main_thread / first:6.3f}x"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--post", action="store_true", help="create instead of GET")
     parser.add_argument("--configs", default="minimal," + ",".join(CONFIGS))
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request with valgrind's callgrind instead of timing "
+        "CPU: the same in every run (takes minutes; use --requests 1000)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:  # one configuration, in a fresh process (settings, SDK, logging)
@@ -165,43 +250,10 @@ def main(argv: list[str] | None = None) -> int:
                     "OTEL_EXPORTER_OTLP_INSECURE": "true",
                     **auth.server_env(db),
                 }
-                what = "create" if args.post else "GET incident"
-                print(
-                    f"in-process CPU us per {what}, best of {args.rounds} rounds "
-                    f"of {args.requests} (all rounds after the colon)"
-                )
-                for config in args.configs.split(","):
-                    env = {**base, **CONFIGS.get(config, {})}
-                    if env.get("FIREWATCH_METRICS_ENABLED") == "true":
-                        # As ``firewatch serve`` does: metrics in memory-mapped files.
-                        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
-                            prefix=f"prometheus-{config}-", dir=data
-                        )
-                    argv_child = [
-                        sys.executable,
-                        "-m",
-                        "bench.inprocess",
-                        "--child",
-                        config,
-                        "--requests",
-                        str(args.requests),
-                        "--rounds",
-                        str(args.rounds),
-                    ]
-                    if args.post:
-                        argv_child.append("--post")
-                    done = subprocess.run(
-                        argv_child, env=env, capture_output=True, text=True, check=False
-                    )
-                    if done.returncode != 0:
-                        print(done.stderr[-2000:], file=sys.stderr)
-                        return 1
-                    cpu = json.loads(done.stdout.strip().splitlines()[-1])
-                    rounds = " ".join(f"{c:.0f}" for c in cpu)
-                    print(f"  {config:<12} {min(cpu):6.0f} us   : {rounds}")
+                measure = _instructions if args.instructions else _cpu
+                return measure(args.configs.split(","), base, data, args)
     finally:
         receiver.stop()
-    return 0
 
 
 if __name__ == "__main__":
