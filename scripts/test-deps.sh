@@ -11,6 +11,7 @@ APT_PACKAGES=(
   jq            # scripts/check-base-digest.sh, driven by tests/image/test_base_digest_script.py
   prometheus-alertmanager # tests/alerts: a real Alertmanager delivering to firewatch
   wrk  # tests/bench: the bench harness drives load with wrk
+  valgrind  # tests/bench/test_instructions.py: bench.inprocess --instructions counts with callgrind
 )
 
 missing=()
