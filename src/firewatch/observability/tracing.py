@@ -250,24 +250,26 @@ class ServerSpan:
         try:
             if span.is_recording():
                 scope = self._scope
+                # One set_attributes call: the SDK takes the span's lock once, not per key.
+                attributes: dict[str, AttributeValue] = {"http.response.status_code": status}
                 if route is not None:
                     span.update_name(f"{self._name} {route}")
-                    span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
+                    attributes["http.route"] = route
                 version = scope.get("http_version")
                 if version:
-                    span.set_attribute("network.protocol.version", str(version))
+                    attributes["network.protocol.version"] = str(version)
                 server = scope.get("server")
                 if server:
-                    span.set_attribute("server.address", str(server[0]))
+                    attributes["server.address"] = str(server[0])
                     if server[1] is not None:
-                        span.set_attribute("server.port", int(server[1]))
+                        attributes["server.port"] = int(server[1])
                 if error is not None:
                     span.record_exception(error)
-                    span.set_attribute("error.type", type(error).__qualname__)
-                    span.set_status(Status(StatusCode.ERROR))
+                    attributes["error.type"] = type(error).__qualname__
                 elif status >= 500:
-                    span.set_attribute("error.type", str(status))
+                    attributes["error.type"] = str(status)
+                span.set_attributes(attributes)
+                if "error.type" in attributes:
                     span.set_status(Status(StatusCode.ERROR))
         finally:
             otel_context.detach(self._token)
