@@ -6,9 +6,12 @@ import io
 import json
 import logging
 
+import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from firewatch.observability.logging import configure_logging
 from firewatch.observability.redact import _PATTERNS, Pseudonymizer, scrub_event, scrub_text
@@ -93,6 +96,37 @@ def test_stdlib_lines_are_scrubbed_json() -> None:
     assert "ValueError" in lines[1]["exception"]
     for secret in SECRETS:
         assert secret not in stream.getvalue()
+
+
+def test_stamps_come_after_scrubbing_and_caller_values_are_still_scrubbed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Level, time and trace ids are added after scrubbing (firewatch makes them, so
+    there is nothing to scrub); a caller's own value under one of those names, or any
+    other, is scrubbed all the same."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure_logging("info", LogFormat.JSON)
+    ids = SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=False)
+    try:
+        log = structlog.get_logger("probe")
+        log.info("outside", span_id="Bearer abcdefghijklmnop", note="password=hunter2-horse")
+        with trace.use_span(NonRecordingSpan(ids)):
+            log.info("inside", trace_id="Bearer abcdefghijklmnop")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        structlog.reset_defaults()
+    out = capsys.readouterr().err
+    outside, inside = (json.loads(line) for line in out.strip().splitlines()[-2:])
+    assert "abcdefghijklmnop" not in out
+    assert "hunter2" not in out
+    assert outside["level"] == "info"
+    assert outside["timestamp"].endswith("Z")
+    assert outside["span_id"] == "Bearer [redacted]"  # no span: the caller's, scrubbed
+    assert "trace_id" not in outside
+    assert inside["trace_id"] == f"{0xABC:032x}"
+    assert inside["span_id"] == f"{0xDEF:016x}"
 
 
 def _scrub_every_pattern(text: str) -> str:
