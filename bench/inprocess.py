@@ -18,8 +18,9 @@ OTLP/gRPC receiver started here.
 
 ``--instructions`` counts instructions per request instead (valgrind's callgrind, see
 bench/instructions.py): each configuration runs twice, ``--requests`` apart, and the
-difference is divided by ``--requests``. The count is the same in every run, where
-CPU time moves by 10-30% on this host: the way to size a change of a few per cent.
+difference is divided by ``--requests``. Counts of the same code agree to within
+~1-2%, where CPU time moves by 10-30% on this host: the way to size a change of a few
+per cent (not one of under 2%).
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "--instructions",
         action="store_true",
         help="count instructions per request with valgrind's callgrind instead of timing "
-        "CPU: the same in every run (takes minutes; use --requests 1000)",
+        "CPU: within ~1-2%% between runs (takes minutes; use --requests 1000)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

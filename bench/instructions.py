@@ -3,7 +3,8 @@
 On the shared 2-core VM a process's CPU per request moves by 10-30% between runs of
 the same code, which hides differences of a few per cent (the observability target
 is one). The number of instructions a thread executes does not depend on the host's
-speed: callgrind counts them the same to a fraction of a per cent in every run. It
+speed: callgrind's counts of the same run agree to within ~1-2% (an event loop's
+turns still depend on timing, and a sampler draws at random). It
 counts user space only: the kernel's side of system calls and the cost of cache
 misses are not in it, so it ranks and sizes Python-level work, it does not replace
 the wrk rounds. A command runs ~30x slower under callgrind; a thread that wakes on a
