@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from firewatch.settings import SettingsError, load_settings
+from firewatch.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 
 def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,3 +47,56 @@ def test_cli_exits_2_naming_the_variable() -> None:
     assert result.returncode == 2
     assert "FIREWATCH_WORKERS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _readme_settings() -> dict[str, str | None]:
+    """``FIREWATCH_*`` rows of the README's configuration tables: name → the default
+    shown as a literal (one backticked value per name), or None when the default is
+    described (``unset → embedded``) or a path under the data dir."""
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    table: dict[str, str | None] = {}
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("| `FIREWATCH_"):
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        names = re.findall(r"`(FIREWATCH_[A-Z0-9_]+)`", cells[0])
+        literals = re.findall(r"`([^`]*)`", cells[1])
+        for i, name in enumerate(names):
+            literal = literals[i] if len(literals) == len(names) else None
+            table[name] = None if literal is None or literal.startswith("$") else literal
+    return table
+
+
+def _field_env_names() -> set[str]:
+    return {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+
+
+def test_readme_configuration_table_lists_exactly_the_settings() -> None:
+    """A setting missing from the README is one an operator cannot find; a README row
+    with no setting behind it is a knob that does nothing."""
+    documented = set(_readme_settings())
+    assert documented, "no FIREWATCH_* rows found in the README's configuration table"
+    assert sorted(_field_env_names() - documented) == [], "settings missing from README"
+    assert sorted(documented - _field_env_names()) == [], "README rows with no setting"
+
+
+def test_readme_defaults_are_the_real_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each default the README shows as a literal, given explicitly, loads to the
+    same value as leaving the variable unset."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(Path(__file__).resolve().parent)  # no stray .env file
+    defaults = load_settings().model_dump()
+    literals = {name: value for name, value in _readme_settings().items() if value is not None}
+    assert len(literals) > 40
+    for name, value in literals.items():
+        monkeypatch.setenv(name, value)
+    explicit = load_settings().model_dump()
+    differing = {
+        name: (value, defaults[name.removeprefix(ENV_PREFIX).lower()])
+        for name, value in literals.items()
+        if explicit[name.removeprefix(ENV_PREFIX).lower()]
+        != defaults[name.removeprefix(ENV_PREFIX).lower()]
+    }
+    assert differing == {}, "README default differs from the code (README, code)"
