@@ -62,6 +62,28 @@ async def test_bad_points_are_problem_json(client: httpx.AsyncClient) -> None:
     assert body["errors"] == [{"field": "points[1].ts", "message": "duplicate"}]
 
 
+async def test_stream_description_over_the_column_limit_is_a_422(
+    client: httpx.AsyncClient,
+) -> None:
+    """The column holds 2,000 characters: 2,001 used to reach PostgreSQL's CHECK (a 500),
+    and an update that is refused leaves the stream as it was."""
+    name = unique_stream()
+    await register(client, name, description="first")
+    r = await client.put(f"{API}/streams/{name}", json={"description": "x" * 2001})
+    body = await _problem(r, 422)
+    errors = body["errors"]
+    assert isinstance(errors, list)
+    assert [e["field"] for e in errors] == ["body.description"]
+    r = await client.get(f"{API}/streams/{name}")
+    assert r.json()["description"] == "first"
+    await _problem(
+        await client.put(f"{API}/streams/{unique_stream()}", json={"description": "x" * 2001}), 422
+    )
+    r = await client.put(f"{API}/streams/{name}", json={"description": "y" * 2000})
+    assert r.status_code == 200, r.text
+    assert r.json()["description"] == "y" * 2000
+
+
 async def test_unknown_stream_is_refused_without_storing_anything(
     client: httpx.AsyncClient, pool: PgPool
 ) -> None:

@@ -195,6 +195,24 @@ async def test_destination_validation(client: httpx.AsyncClient) -> None:
     assert r.status_code == 422
 
 
+async def test_destination_name_over_the_column_limit_is_a_422(client: httpx.AsyncClient) -> None:
+    """The column holds 1-100 characters: 101 used to reach PostgreSQL's CHECK (a 500)."""
+    long_name = "d" * 101
+    r = await client.post(
+        DEST, json={"name": long_name, "kind": "webhook", "url": "http://a.example/"}
+    )
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in r.json()["errors"]] == ["body.name"]
+    assert long_name not in r.text  # rejected values are not echoed
+    r = await client.get(DEST)
+    assert all(d["name"] != long_name for d in r.json()["items"])
+    name = f"d{uuid.uuid4().hex}".ljust(100, "d")  # exactly at the limit is accepted
+    r = await client.post(DEST, json={"name": name, "kind": "webhook", "url": "http://a.example/"})
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == name
+
+
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("FIREWATCH_")}
     full.update(env)

@@ -21,7 +21,7 @@ from firewatch.events import service as events
 from firewatch.http import deps
 from firewatch.http.pagination import decode_cursor, encode_cursor
 from firewatch.http.responses import JSONResponse
-from firewatch.http.validation import Labels, LongText, Name, Note
+from firewatch.http.validation import Labels, Name, Note, ShortText
 from firewatch.incidents.model import parse_ref
 from firewatch.observability import metrics
 from firewatch.runtime.database import PgPool
@@ -62,7 +62,7 @@ class BatchIn(BaseModel):
 class StreamIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: LongText = ""
+    description: ShortText = ""
     labels: Labels = Field(
         default_factory=dict, description="`category` names the incident category"
     )

@@ -30,10 +30,18 @@ Comment = Annotated[
     str, StringConstraints(min_length=1, max_length=20000), AfterValidator(_no_control)
 ]
 Note = Annotated[str, StringConstraints(max_length=5000), AfterValidator(_no_control)]
+# A signal stream's description: the column holds at most 2,000 characters.
+ShortText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_control)]
 # A one-line name (service, team, owner): trimmed, no control characters.
 Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
+    AfterValidator(_single_line),
+]
+# A notification destination's name: the column holds 1-100 characters.
+ShortName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100, strip_whitespace=True),
     AfterValidator(_single_line),
 ]
 

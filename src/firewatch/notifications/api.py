@@ -16,7 +16,7 @@ from firewatch.errors import NotFoundError
 from firewatch.http import deps
 from firewatch.http.pagination import decode_cursor, encode_cursor
 from firewatch.http.responses import JSONResponse
-from firewatch.http.validation import Name
+from firewatch.http.validation import Name, ShortName
 from firewatch.incidents.model import Severity, display_ref, parse_ref
 from firewatch.notifications import service
 from firewatch.notifications.model import DestinationKind, EventKind
@@ -32,7 +32,7 @@ Pool = Annotated[PgPool, Depends(deps.pool)]
 class DestinationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name
+    name: ShortName
     kind: DestinationKind
     url: Annotated[str, Field(max_length=2048)]
     min_severity: Annotated[str, Field(pattern=r"^(?i:sev)[1-4]$")] = "SEV4"
