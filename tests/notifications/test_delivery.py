@@ -208,9 +208,34 @@ async def test_destination_name_over_the_column_limit_is_a_422(client: httpx.Asy
     r = await client.get(DEST)
     assert all(d["name"] != long_name for d in r.json()["items"])
     name = f"d{uuid.uuid4().hex}".ljust(100, "d")  # exactly at the limit is accepted
-    r = await client.post(DEST, json={"name": name, "kind": "webhook", "url": "http://a.example/"})
+    body = {"name": name, "kind": "webhook", "url": "http://a.example/", "services": [name]}
+    r = await client.post(DEST, json=body)
     assert r.status_code == 201, r.text
     assert r.json()["name"] == name
+    assert (await client.delete(f"{DEST}/{r.json()['id']}")).status_code == 204
+
+
+async def test_ids_beyond_bigint_are_a_422_not_a_500(client: httpx.AsyncClient) -> None:
+    """Ids are bigint: a larger number used to reach asyncpg's encoder (a 500)."""
+    huge = str(2**63)
+    for method, path in [
+        ("GET", f"/api/v1/notifications/{huge}"),
+        ("POST", f"/api/v1/notifications/{huge}/retry"),
+        ("DELETE", f"{DEST}/{huge}"),
+        ("GET", "/api/v1/notifications/0"),
+    ]:
+        r = await client.request(method, path)
+        assert r.status_code == 422, (method, path, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    largest = str(2**63 - 1)
+    for method, path in [  # and one that does not exist is a 404, whatever the route
+        ("GET", f"/api/v1/notifications/{largest}"),
+        ("POST", f"/api/v1/notifications/{largest}/retry"),
+        ("DELETE", f"{DEST}/{largest}"),
+    ]:
+        r = await client.request(method, path)
+        assert r.status_code == 404, (method, path, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
@@ -27,6 +27,8 @@ router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 Admin = Annotated[Principal, require(Permission.INTEGRATIONS_ADMIN)]
 Reader = Annotated[Principal, require(Permission.INCIDENTS_READ)]
 Pool = Annotated[PgPool, Depends(deps.pool)]
+# bigint identity keys: a number beyond them is a 422, not a query PostgreSQL refuses
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class DestinationIn(BaseModel):
@@ -102,7 +104,7 @@ async def list_destinations(caller: Admin, pool: Pool) -> Response:
 
 
 @router.delete("/destinations/{destination_id}", status_code=204, summary="Remove a destination")
-async def delete_destination(destination_id: int, caller: Admin, pool: Pool) -> Response:
+async def delete_destination(destination_id: RowId, caller: Admin, pool: Pool) -> Response:
     await service.delete_destination(pool, destination_id)
     return Response(status_code=204)
 
@@ -132,7 +134,7 @@ async def list_notifications(
 
 
 @router.get("/{notification_id}", summary="One notification with every delivery attempt")
-async def get_notification(notification_id: int, caller: Reader, pool: Pool) -> Response:
+async def get_notification(notification_id: RowId, caller: Reader, pool: Pool) -> Response:
     row, attempts = await service.get_notification(pool, notification_id)
     out = _notification_json(row)
     out["attempts_log"] = [dict(a) for a in attempts]
@@ -142,6 +144,6 @@ async def get_notification(notification_id: int, caller: Reader, pool: Pool) -> 
 @router.post(
     "/{notification_id}/retry", status_code=202, summary="Send a dead-lettered notification again"
 )
-async def retry(notification_id: int, caller: Admin, pool: Pool) -> Response:
+async def retry(notification_id: RowId, caller: Admin, pool: Pool) -> Response:
     await service.retry_notification(pool, notification_id)
     return JSONResponse({"status": "pending"}, status_code=202)

@@ -140,6 +140,8 @@ async def get_notification(
 async def retry_notification(pool: PgPool, notification_id: int) -> None:
     async with pool.acquire() as conn:
         if not await store.retry_dead(conn, notification_id):
+            if await store.get_notification(conn, notification_id) is None:
+                raise NotFoundError(f"notification {notification_id} does not exist")
             raise ConflictError(f"notification {notification_id} is not dead-lettered")
 
 
