@@ -112,6 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Incident tracker for ML and data platform teams",
         default_response_class=JSONResponse,
+        responses=problems.RESPONSES,  # errors are documented as what they are
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,

@@ -337,3 +337,42 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
     assert docs.status_code == 200
     spec = (await client.get("/openapi.json")).json()
     assert "/api/v1/incidents/{ref}/transitions" in spec["paths"]
+
+
+async def test_openapi_describes_what_the_api_sends(client: httpx.AsyncClient) -> None:
+    """Generated clients trust /openapi.json: bodies had been described as strings (our
+    JSONResponse was not a starlette one) and 422s as FastAPI's application/json
+    ``detail`` list, neither of which firewatch sends."""
+    spec = (await client.get("/openapi.json")).json()
+    responses = spec["paths"][API]["post"]["responses"]
+    assert responses["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/IncidentOut"
+    }
+    incident = spec["components"]["schemas"]["IncidentOut"]
+    created = await make(client)
+    assert set(incident["required"]) <= set(created)
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                if code == "default" or code.startswith(("4", "5")):
+                    assert list(response["content"]) == ["application/problem+json"], (
+                        method,
+                        path,
+                        code,
+                    )
+                elif "content" in response:
+                    assert response["content"]["application/json"]["schema"] != {
+                        "type": "string"
+                    }, (method, path, code)
+            assert "default" in operation["responses"], (method, path)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    # and what is described is what comes: a 422 with the documented fields
+    problem = responses["422"]["content"]["application/problem+json"]["schema"]
+    r = await client.post(API, json={"title": "", "severity": "SEV9"})
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert set(problem["required"]) <= set(body)
+    assert all(
+        set(problem["properties"]["errors"]["items"]["required"]) <= set(e) for e in body["errors"]
+    )

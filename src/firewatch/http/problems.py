@@ -42,6 +42,49 @@ _SLUGS = {
 }
 
 
+# How errors are described in /openapi.json: every 4xx/5xx of every route is a problem
+# ("default"), and a 422 names its fields (``errors``, where the refusal is about
+# fields rather than the request as a whole), so that a client generated from the
+# description parses an error as what it is (FastAPI's own 422 is application/json
+# with a ``detail`` list, which firewatch never sends).
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}
+_FIELD_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["field"],
+    "properties": {"field": {"type": "string"}},
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Invalid request: RFC 9457 problem, naming each invalid field",
+        "content": {
+            "application/problem+json": {
+                "schema": {
+                    **_PROBLEM_SCHEMA,
+                    "properties": {
+                        **_PROBLEM_SCHEMA["properties"],
+                        "errors": {"type": "array", "items": _FIELD_ERROR_SCHEMA},
+                    },
+                }
+            }
+        },
+    },
+    "default": {
+        "description": "Any other error: RFC 9457 problem details",
+        "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}},
+    },
+}
+
+
 def problem(
     status: int,
     detail: str,

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette import responses
 
 
-class JSONResponse(Response):
+class JSONResponse(responses.JSONResponse):
+    """A starlette ``JSONResponse`` (so FastAPI documents each route's ``response_model``
+    as its schema, not as a string) that renders with orjson."""
+
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
