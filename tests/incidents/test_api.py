@@ -339,6 +339,15 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
     assert "/api/v1/incidents/{ref}/transitions" in spec["paths"]
 
 
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return own.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
 async def test_openapi_describes_what_the_api_sends(client: httpx.AsyncClient) -> None:
     """Generated clients trust /openapi.json: bodies had been described as strings (our
     JSONResponse was not a starlette one) and 422s as FastAPI's application/json
@@ -366,6 +375,16 @@ async def test_openapi_describes_what_the_api_sends(client: httpx.AsyncClient) -
                     }, (method, path, code)
             assert "default" in operation["responses"], (method, path)
     assert "HTTPValidationError" not in spec["components"]["schemas"]
+    # every reference resolves in the document (the Alertmanager body's "#/$defs/Alert"
+    # had pointed at nothing: its schema's $defs sat inside the operation)
+    refs = _refs(spec)
+    assert refs
+    for ref in refs:
+        node: Any = spec
+        for part in ref.removeprefix("#/").split("/"):
+            assert isinstance(node, dict), ref
+            assert part in node, ref
+            node = node[part]
     # and what is described is what comes: a 422 with the documented fields
     problem = responses["422"]["content"]["application/problem+json"]["schema"]
     r = await client.post(API, json={"title": "", "severity": "SEV9"})

@@ -74,12 +74,32 @@ def _unavailable() -> UnavailableError:
     return UnavailableError("firewatch cannot store alerts right now; retry shortly", retry_after=5)
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its ``$defs`` put in place: in /openapi.json a ``#/$defs/Alert``
+    reference resolves against the whole document, where there is no such thing."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return walk({**defs[ref.removeprefix("#/$defs/")], **rest})
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
+
+
 _AM_SCHEMA: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {
-                "schema": alertmanager.Notification.model_json_schema(by_alias=True)
+                "schema": _inlined(alertmanager.Notification.model_json_schema(by_alias=True))
             }
         },
     }
