@@ -94,3 +94,26 @@ async def test_unauthenticated_requests_are_401(anon_client: httpx.AsyncClient) 
         r = await anon_client.get("/api/v1/incidents", headers=headers)
         assert r.status_code == 401
         assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_nul_in_a_name_to_look_up_is_a_422_not_a_500(
+    client: httpx.AsyncClient, anon_client: httpx.AsyncClient
+) -> None:
+    """PostgreSQL text cannot hold NUL: these names reached the lookup's query (a 500)."""
+    r = await anon_client.post(LOGIN, json={"username": "ad\x00min", "password": "x" * 12})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    for method, path, body in [
+        ("GET", "/api/v1/users/a%00b", None),
+        ("PATCH", "/api/v1/users/a%00b", {"disabled": True}),
+        ("POST", "/api/v1/users/a%00b/password", {}),
+        ("DELETE", "/api/v1/integrations/keys/a%00b", None),
+    ]:
+        r = await client.request(method, path, json=body)
+        assert r.status_code == 422, (method, path, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    # names without NUL that do not exist are still a plain 404 / 401
+    assert (await client.get("/api/v1/users/nobody-here")).status_code == 404
+    assert (await client.delete("/api/v1/integrations/keys/abcdefabcdef")).status_code == 404
+    r = await anon_client.post(LOGIN, json={"username": "nobody-here", "password": "x" * 12})
+    assert r.status_code == 401

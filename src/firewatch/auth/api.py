@@ -17,6 +17,7 @@ from firewatch.auth.rbac import INTEGRATION_SCOPES, Permission, Role, permission
 from firewatch.http import deps
 from firewatch.http.pagination import decode_cursor, encode_cursor
 from firewatch.http.responses import JSONResponse
+from firewatch.http.validation import LookupName
 from firewatch.runtime.database import PgPool
 
 router = APIRouter(tags=["auth"])
@@ -34,7 +35,7 @@ Password = Annotated[str, Field(min_length=1, max_length=1024)]
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: Annotated[str, Field(min_length=1, max_length=200)]
+    username: LookupName
     password: Password
 
 
@@ -222,7 +223,7 @@ async def create_user(body: UserIn, request: Request, caller: UsersAdmin, pool: 
 
 
 @router.get("/api/v1/users/{username}", response_model=UserOut, tags=["users"])
-async def get_user(username: str, caller: UsersAdmin, pool: Pool) -> Response:
+async def get_user(username: LookupName, caller: UsersAdmin, pool: Pool) -> Response:
     return JSONResponse(service.user_json(await service.get_user(pool, username)))
 
 
@@ -233,7 +234,7 @@ async def get_user(username: str, caller: UsersAdmin, pool: Pool) -> Response:
     tags=["users"],
 )
 async def patch_user(
-    username: str, body: UserPatch, request: Request, caller: UsersAdmin, pool: Pool
+    username: LookupName, body: UserPatch, request: Request, caller: UsersAdmin, pool: Pool
 ) -> Response:
     row = await service.update_user(
         pool, auth_state(request), caller, username, role=body.role, disabled=body.disabled
@@ -247,7 +248,7 @@ async def patch_user(
     tags=["users"],
 )
 async def reset_password(
-    username: str, body: PasswordIn, request: Request, caller: UsersAdmin, pool: Pool
+    username: LookupName, body: PasswordIn, request: Request, caller: UsersAdmin, pool: Pool
 ) -> Response:
     row, password = await service.reset_password(
         pool, auth_state(request), caller, username, body.password
@@ -284,5 +285,5 @@ async def create_key(body: ApiKeyIn, caller: KeysAdmin, pool: Pool) -> Response:
     summary="Revoke an integration key",
     tags=["integrations"],
 )
-async def revoke_key(key_id: str, caller: KeysAdmin, pool: Pool) -> Response:
+async def revoke_key(key_id: LookupName, caller: KeysAdmin, pool: Pool) -> Response:
     return JSONResponse(_key_json(await service.revoke_api_key(pool, caller, key_id)))

@@ -32,6 +32,11 @@ Comment = Annotated[
 Note = Annotated[str, StringConstraints(max_length=5000), AfterValidator(_no_control)]
 # A signal stream's description: the column holds at most 2,000 characters.
 ShortText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_control)]
+# A name a client gives us to look up (a username, an API key id): without NUL, which
+# PostgreSQL text cannot hold (the lookup would fail, a 500, instead of finding nothing).
+LookupName = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control)
+]
 # A one-line name (service, team, owner): trimmed, no control characters.
 Name = Annotated[
     str,
