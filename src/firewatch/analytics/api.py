@@ -110,6 +110,12 @@ def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# format=csv answers text/csv: described too, so a client expects it
+TABLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}}
+}
+
+
 def _table(rows: list[dict[str, Any]], fmt: Format, name: str, window: Window) -> Response:
     if fmt is Format.JSON:
         return JSONResponse({"window": {"from": window.start, "to": window.end}, "items": rows})
@@ -134,7 +140,11 @@ async def summary(params: Params, caller: Caller, pool: Pool, settings: Config) 
     return JSONResponse(data)
 
 
-@router.get("/breakdown", summary="MTTA/MTTR per severity, category, service or team")
+@router.get(
+    "/breakdown",
+    summary="MTTA/MTTR per severity, category, service or team",
+    responses=TABLE_RESPONSES,
+)
 async def breakdown(
     params: Params,
     caller: Caller,
@@ -147,7 +157,11 @@ async def breakdown(
     return _table(data["by"][by.value], format, f"by-{by.value}", params.window)
 
 
-@router.get("/weekly", summary="Weekly trend (Monday-based UTC weeks)")
+@router.get(
+    "/weekly",
+    summary="Weekly trend (Monday-based UTC weeks)",
+    responses=TABLE_RESPONSES,
+)
 async def weekly(
     params: Params,
     caller: Caller,
@@ -159,7 +173,11 @@ async def weekly(
     return _table(data["weekly"], format, "weekly", params.window)
 
 
-@router.get("/slo", summary="SLO breaches per severity against the configured targets")
+@router.get(
+    "/slo",
+    summary="SLO breaches per severity against the configured targets",
+    responses=TABLE_RESPONSES,
+)
 async def slo(
     params: Params,
     caller: Caller,

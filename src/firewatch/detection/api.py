@@ -140,7 +140,13 @@ async def ingest(
     )
 
 
-@router.put("/streams/{name}", summary="Register or update a signal stream")
+@router.put(
+    "/streams/{name}",
+    summary="Register or update a signal stream",
+    responses={
+        201: {"description": "Registered (a new stream)", "content": {"application/json": {}}}
+    },
+)
 async def put_stream(name: StreamName, body: StreamIn, caller: Admin, pool: Pool) -> Response:
     row, created = await service.register_stream(
         pool,
