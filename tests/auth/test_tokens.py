@@ -14,9 +14,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
+from firewatch.app import create_app
 from firewatch.auth.principal import Role
 from firewatch.auth.runtime import AuthState
+from firewatch.auth.service import issue_token
+from firewatch.auth.tokens import MAX_ACCESS_TOKEN_TTL
+from firewatch.errors import UnprocessableError
+from firewatch.settings import Settings
 from tests.conftest import asgi_client, login_token, make_user
 
 ME = "/api/v1/auth/me"
@@ -215,3 +221,32 @@ async def test_logout_denylists_the_token_and_the_refresh_family(app: FastAPI) -
             "/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}
         )
         assert r.status_code == 401
+
+
+async def test_a_long_lived_token_stays_revoked_as_long_as_it_lives(
+    settings: Settings, redis: Redis
+) -> None:
+    """`token issue --ttl` mints tokens longer than the login TTL. Disabling their user
+    raises the version floor in Redis; if that floor expired before the token (it was
+    held for the login TTL only), the disabled user's token was accepted again."""
+    short = settings.model_copy(update={"access_token_ttl": 60, "token_leeway": 5})
+    app = create_app(short)
+    async with app.router.lifespan_context(app):
+        name, _ = await make_user(app, Role.RESPONDER)
+        tokens = _auth(app).tokens
+        token = await issue_token(app.state.pool, tokens, name, ttl=MAX_ACCESS_TOKEN_TTL)
+        assert await _status(app, token) == 200
+        admin, password = await make_user(app, Role.ADMIN)
+        async with asgi_client(app, token=await login_token(app, admin, password)) as c:
+            r = await c.patch(f"/api/v1/users/{name}", json={"disabled": True})
+            assert r.status_code == 200, r.text
+        assert await _status(app, token) == 401
+        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+        floor_ttl = await redis.ttl(f"fw:deny:user:{name}")
+        # the revocation must be remembered until the token (with leeway) is dead
+        assert floor_ttl >= exp + short.token_leeway - time.time() - 1, floor_ttl
+        # and nothing can mint a token that outlives the revocation record
+        with pytest.raises(UnprocessableError):
+            await issue_token(app.state.pool, tokens, name, ttl=MAX_ACCESS_TOKEN_TTL + 1)
+        with pytest.raises(ValueError, match="access token lives"):
+            tokens.issue(name, "admin", version=1, sid=None, ttl=MAX_ACCESS_TOKEN_TTL + 1)

@@ -243,7 +243,9 @@ def keys_list() -> None:
 @token_app.command("issue")
 def token_issue(
     user: Annotated[str, typer.Option(help="An existing, enabled user")],
-    ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds")] = None,
+    ttl: Annotated[
+        int | None, typer.Option(help="Lifetime in seconds (1-3600; default: the access TTL)")
+    ] = None,
 ) -> None:
     """Print an access token for USER (for benchmarks and scripts; audited)."""
 

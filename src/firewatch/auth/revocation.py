@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from firewatch.auth.tokens import MAX_ACCESS_TOKEN_TTL
+
 _CHECK = """
 local denied = redis.call('EXISTS', KEYS[1], KEYS[2])
 local floor = redis.call('GET', KEYS[3]) or '0'
@@ -66,7 +68,11 @@ class Revocations:
         self._redis = redis
         self._check = redis.register_script(_CHECK)
         self._count = redis.register_script(_COUNT)
-        self._hold = access_ttl + leeway  # long enough to outlive any token
+        # Long enough to outlive any token: not only this server's access_ttl, since
+        # `token issue --ttl` mints longer ones (up to the maximum) and a token issued
+        # before the TTL setting was lowered keeps its lifetime. A version floor that
+        # expired before such a token would make a disabled user's token valid again.
+        self._hold = max(access_ttl, MAX_ACCESS_TOKEN_TTL) + leeway
 
     async def check_token(
         self, *, jti: str, sid: str | None, subject: str, version: int, limit: int

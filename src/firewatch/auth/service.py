@@ -23,7 +23,7 @@ from firewatch.auth.passwords import Hasher, check_policy, generate_password
 from firewatch.auth.principal import SYSTEM, Principal
 from firewatch.auth.rbac import INTEGRATION_SCOPES, Role
 from firewatch.auth.runtime import AuthState
-from firewatch.auth.tokens import TokenService
+from firewatch.auth.tokens import MAX_ACCESS_TOKEN_TTL, TokenService
 from firewatch.errors import (
     ConflictError,
     NotFoundError,
@@ -370,7 +370,13 @@ async def bootstrap_admin(
 async def issue_token(
     pool: PgPool, tokens: TokenService, username: str, *, ttl: int | None = None
 ) -> str:
-    """An access token for an existing, enabled user (CLI ``token issue``, benchmarks)."""
+    """An access token for an existing, enabled user (CLI ``token issue``, benchmarks).
+
+    ``ttl`` may not exceed :data:`MAX_ACCESS_TOKEN_TTL`: revocations (disable, role
+    change, password reset) are remembered in Redis only that long.
+    """
+    if ttl is not None and not 0 < ttl <= MAX_ACCESS_TOKEN_TTL:
+        raise UnprocessableError(f"--ttl must be 1 to {MAX_ACCESS_TOKEN_TTL} seconds")
     async with pool.acquire() as conn:
         user = await store.get_user(conn, username.strip().lower())
     if user is None or user["disabled"]:

@@ -26,6 +26,10 @@ JWT_TYP = "at+jwt"  # RFC 9068 access token type
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "nbf", "iat", "jti"]
 MAX_TOKEN_LENGTH = 4096
 MAX_KID_LENGTH = 64
+# The longest lifetime any access token may have (the setting's maximum, and the
+# ceiling of ``token issue --ttl``): revocations in Redis are held this long plus
+# the leeway, so no token can outlive the record that revokes it.
+MAX_ACCESS_TOKEN_TTL = 3600
 
 
 class InvalidTokenError(Exception):
@@ -72,9 +76,12 @@ class TokenService:
     def issue(
         self, subject: str, role: str, *, version: int, sid: str | None, ttl: int | None = None
     ) -> IssuedToken:
+        lifetime = self.ttl if ttl is None else ttl
+        if not 0 < lifetime <= MAX_ACCESS_TOKEN_TTL:
+            raise ValueError(f"an access token lives 1 to {MAX_ACCESS_TOKEN_TTL} seconds")
         key = self.keys.signing_key
         now = int(time.time())
-        exp = now + (self.ttl if ttl is None else ttl)
+        exp = now + lifetime
         jti = uuid.uuid4().hex
         payload: dict[str, Any] = {
             "iss": self.issuer,
