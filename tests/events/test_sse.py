@@ -11,12 +11,15 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 import pytest
+from fastapi import FastAPI
 
+from firewatch.auth.principal import Role
 from firewatch.events import service as events_service
 from firewatch.runtime.redis import create_redis
 from firewatch.settings import Settings
 from tests import servers
 from tests.alerts.conftest import load_fixture
+from tests.conftest import make_user
 
 AM = "/api/v1/integrations/alertmanager"
 
@@ -159,3 +162,36 @@ async def test_deployments_on_other_redis_databases_never_see_our_events(
     finally:
         await ours.aclose()
         await theirs.aclose()
+
+
+async def _ended(stream: AsyncIterator[dict[str, Any]], within: float) -> list[dict[str, Any]]:
+    """Everything the stream still sends until it ends (TimeoutError if it does not)."""
+    received = []
+    async with asyncio.timeout(within):
+        async for event in stream:
+            received.append(event)
+    return received
+
+
+@pytest.mark.parametrize("revoke", ["disable", "logout"])
+async def test_a_stream_ends_when_its_credential_is_revoked(
+    replica: str, app: FastAPI, client: httpx.AsyncClient, revoke: str
+) -> None:
+    """An open stream used to outlive the token that opened it: a disabled (or logged
+    out) user kept receiving every incident change for as long as it stayed open."""
+    name, password = await make_user(app, Role.VIEWER)
+    token = servers.bearer(replica, name, password)["Authorization"].removeprefix("Bearer ")
+    stream = events(replica, token)
+    assert await asyncio.wait_for(anext(stream), 60) == {"ready": True}
+    if revoke == "disable":
+        r = await client.patch(f"/api/v1/users/{name}", json={"disabled": True})
+        assert r.status_code == 200, r.text
+    else:
+        async with httpx.AsyncClient(base_url=replica, timeout=10) as http:
+            r = await http.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 204, r.text
+    # the stream re-checks its credential every POLL_SECONDS and then ends
+    await asyncio.sleep(events_service.POLL_SECONDS + 0.5)
+    ref = (await client.post(AM, json=payload())).json()["incident"]
+    leaked = await _ended(stream, within=events_service.POLL_SECONDS * 3)
+    assert [e for e in leaked if e.get("data", {}).get("incident_id") == ref] == []

@@ -12,7 +12,7 @@ publish lost to a Redis hiccup) still arrive, a little later.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -101,12 +101,22 @@ class _Sent:
 
 
 async def stream(
-    pool: PgPool, redis: Redis, *, last_event_id: int | None, replay_limit: int
+    pool: PgPool,
+    redis: Redis,
+    *,
+    last_event_id: int | None,
+    replay_limit: int,
+    still_allowed: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[bytes]:
     """SSE frames: the replay after ``last_event_id``, then entries as they commit.
 
     Subscribing comes before the replay, so nothing committed in between is lost;
     an entry seen by several paths (replay, pub/sub, poll) is sent once.
+
+    ``still_allowed`` is asked every ``POLL_SECONDS`` and before any frame once that
+    long has passed: when it answers False (the caller's token expired or was
+    revoked, the user was disabled or lost the permission) the stream ends, so an
+    open connection never outlives the credential that opened it.
     """
     async with redis.pubsub() as pubsub:  # closed when the client goes away
         await pubsub.subscribe(channel(redis))
@@ -126,9 +136,14 @@ async def stream(
         loop = asyncio.get_running_loop()
         next_poll = loop.time() + POLL_SECONDS
         idle_since = loop.time()
+        checked = loop.time()
         while True:
             timeout = max(0.0, next_poll - loop.time())
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            if still_allowed is not None and loop.time() - checked >= POLL_SECONDS:
+                if not await still_allowed():
+                    return
+                checked = loop.time()
             if message is not None and isinstance(message["data"], bytes):
                 data = message["data"]
                 event_id = int(orjson.loads(data)["id"])
