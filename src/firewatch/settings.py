@@ -248,6 +248,15 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters")
         return value
 
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _long_webhook_secrets(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # an empty or short secret lets anyone who knows the scheme sign requests
+        for name, secret in value.items():
+            if len(secret.get_secret_value()) < 16:
+                raise ValueError(f"the secret of {name!r} must be at least 16 characters")
+        return value
+
     @field_validator("alert_severity_map")
     @classmethod
     def _lower_severity_keys(cls, value: dict[str, int]) -> dict[str, int]:

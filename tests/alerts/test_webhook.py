@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from firewatch.app import create_app
 from firewatch.notifications.model import signature
@@ -170,3 +170,38 @@ async def test_replayed_request_refused(hook_client: httpx.AsyncClient) -> None:
     replay = await hook_client.post(URL, content=body, headers=headers)
     assert replay.status_code == 409
     assert "replay" in replay.json()["detail"]
+
+
+def test_empty_or_short_secrets_are_refused(settings: Settings) -> None:
+    """HMAC with an empty (or guessable) key authenticates nothing: anyone could sign."""
+    for weak in ("", "short-secret"):
+        with pytest.raises(ValidationError, match="at least 16 characters"):
+            Settings.model_validate(
+                {**settings.model_dump(), "webhook_secrets": {"ci": SecretStr(weak)}}
+            )
+
+
+async def test_signature_and_replay_tricks_are_refused(hook_client: httpx.AsyncClient) -> None:
+    body = orjson.dumps(trigger(f"tricks-{uuid.uuid4().hex}"))
+    ts = int(time.time())
+    good = signed(body, ts=ts)
+    mac = good["x-firewatch-signature"].removeprefix("v1=")
+    for sig in ("", "v1=", mac, f"V1={mac}", f"v1={mac.upper()}", f"sha256={mac}", f"v0={mac}"):
+        r = await hook_client.post(
+            URL, content=body, headers={**good, "x-firewatch-signature": sig}
+        )
+        assert r.status_code == 401, sig
+    altered = body.replace(b'"error"', b'"critical"')
+    assert altered != body
+    r = await hook_client.post(URL, content=altered, headers=good)  # body changed after signing
+    assert r.status_code == 401
+    late = int(time.time()) + 301
+    r = await hook_client.post(URL, content=body, headers=signed(body, ts=late))  # from the future
+    assert r.status_code == 401
+    r = await hook_client.post(URL, content=body, headers=good)
+    assert r.status_code == 202, r.text
+    # the same signed request with the timestamp spelled differently is still a replay
+    for spelled in (f"+{ts}", f"0{ts}", f"{str(ts)[:1]}_{str(ts)[1:]}"):
+        again = {**good, "x-firewatch-timestamp": spelled}
+        r = await hook_client.post(URL, content=body, headers=again)
+        assert r.status_code == 409, (spelled, r.text)
