@@ -8,12 +8,14 @@ half-configured incident tracker fails at 3 a.m., not at deploy time.
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from firewatch.incidents.model import Category
 
@@ -288,3 +290,11 @@ def load_settings() -> Settings:
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             lines.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    except SourceError as exc:
+        # A value that is not even parseable (e.g. malformed JSON). The source's message
+        # names the field only; the value (maybe a secret) is never repeated.
+        found = re.search(r'field "([^"]+)"', str(exc))
+        field = found.group(1) if found else "settings"
+        raise SettingsError(
+            f"invalid configuration:\n  {ENV_PREFIX}{field.upper()}: cannot be parsed (JSON?)"
+        ) from None

@@ -100,3 +100,13 @@ def test_readme_defaults_are_the_real_defaults(monkeypatch: pytest.MonkeyPatch) 
         != defaults[name.removeprefix(ENV_PREFIX).lower()]
     }
     assert differing == {}, "README default differs from the code (README, code)"
+
+
+def test_unparseable_json_exits_2_without_echoing_the_value() -> None:
+    """Malformed JSON used to end start-up with a traceback (exit 1) instead of the
+    documented exit 2 naming the variable; the value, a secret here, is never shown."""
+    result = _serve({"FIREWATCH_WEBHOOK_SECRETS": '{"ci": "whsec-do-not-print-me", }'})
+    assert result.returncode == 2, result.stderr
+    assert "FIREWATCH_WEBHOOK_SECRETS" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "do-not-print-me" not in result.stderr + result.stdout
