@@ -88,3 +88,27 @@ def test_forwarded_for_is_honoured_only_from_trusted_proxies() -> None:
     assert client_address(_request("10.0.0.5", {"X-Forwarded-For": "junk"}), proxies) == "10.0.0.5"
     assert not is_https(_request("203.0.113.9", {"X-Forwarded-Proto": "https"}), proxies)
     assert is_https(_request("10.0.0.5", {"X-Forwarded-Proto": "https"}), proxies)
+
+
+async def test_security_headers_on_an_unexpected_500(settings: Settings) -> None:
+    """Starlette answers an unhandled exception from its outermost layer, past every
+    middleware: the 500 used to leave without CSP, nosniff or X-Frame-Options."""
+    app: FastAPI = create_app(settings)
+
+    @app.get("/api/v1/test-boom", include_in_schema=False)
+    async def boom() -> None:
+        raise RuntimeError("boom-internal-detail")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://firewatch.test") as c,
+    ):
+        r = await c.get("/api/v1/test-boom")
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["referrer-policy"] == "no-referrer"
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert "boom-internal-detail" not in r.text

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from firewatch.errors import PROBLEM_BASE, FirewatchError
 from firewatch.http.responses import ProblemResponse
+from firewatch.http.security import response_headers
 
 log = structlog.get_logger(__name__)
 
@@ -177,7 +178,18 @@ async def _unavailable(request: Request, exc: Exception) -> ProblemResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> ProblemResponse:
     log.error("unhandled error", path=request.url.path, exc_info=exc)
-    return problem(500, "an unexpected error occurred", instance=request.url.path)
+    # Starlette sends this answer from its outermost layer, past SecurityHeadersMiddleware:
+    # it must carry the security headers itself.
+    settings = request.app.state.settings
+    headers = response_headers(
+        request.scope,
+        trusted_proxies=settings.trusted_proxies,
+        hsts_max_age=settings.hsts_max_age,
+    )
+    response = problem(500, "an unexpected error occurred", instance=request.url.path)
+    for name, value in headers:
+        response.headers[name.decode()] = value.decode()
+    return response
 
 
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (

@@ -38,31 +38,40 @@ _STATIC = [
 ]
 
 
+def response_headers(
+    scope: Scope, *, trusted_proxies: Sequence[Network], hsts_max_age: int
+) -> list[tuple[bytes, bytes]]:
+    """The headers every response to ``scope`` carries (used by the middleware, and by
+    the 500 handler, whose answer is sent from outside every middleware)."""
+    csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
+    # fast path: plain HTTP with no trusted proxy configured cannot be HTTPS
+    maybe_tls = scope.get("scheme") == "https" or bool(trusted_proxies)
+    tls = hsts_max_age > 0 and maybe_tls and is_https(HTTPConnection(scope), trusted_proxies)
+    added = [*_STATIC, (b"content-security-policy", csp.encode())]
+    if tls:
+        added.append((b"strict-transport-security", _hsts(hsts_max_age)))
+    return added
+
+
+def _hsts(max_age: int) -> bytes:
+    return f"max-age={max_age}; includeSubDomains".encode()
+
+
 class SecurityHeadersMiddleware:
     def __init__(
         self, app: ASGIApp, *, trusted_proxies: Sequence[Network], hsts_max_age: int
     ) -> None:
         self.app = app
         self.trusted_proxies = list(trusted_proxies)
-        self.hsts = f"max-age={hsts_max_age}; includeSubDomains".encode()
         self.hsts_max_age = hsts_max_age
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
-        # fast path: plain HTTP with no trusted proxy configured cannot be HTTPS
-        maybe_tls = scope.get("scheme") == "https" or bool(self.trusted_proxies)
-        tls = (
-            self.hsts_max_age > 0
-            and maybe_tls
-            and is_https(HTTPConnection(scope), self.trusted_proxies)
+        added = response_headers(
+            scope, trusted_proxies=self.trusted_proxies, hsts_max_age=self.hsts_max_age
         )
-
-        added = [*_STATIC, (b"content-security-policy", csp.encode())]
-        if tls:
-            added.append((b"strict-transport-security", self.hsts))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
