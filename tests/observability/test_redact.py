@@ -41,6 +41,29 @@ def test_scrub_text_recognises_each_kind_of_secret() -> None:
     assert "login" in cleaned  # the rest of the message survives
 
 
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        # a refresh token (fwr_...) is a session credential like an API key
+        ("refresh failed for fwr_Zk3v9QpL0sXw7YtRbN2mC4dE", "Zk3v9QpL0sXw7YtRbN2mC4dE"),
+        # libpq/asyncpg accept an unencoded "@" in the password: the host is after the last
+        ("connect postgresql://app:p@ss-w0rd-tail@db:5432/prod", "ss-w0rd-tail"),
+        # a quoted value is secret up to its closing quote, spaces included
+        ("password = 'correct horse battery'", "horse battery"),
+        ('{"api_key": "k1 k2-secret-tail", "n": 1}', "k2-secret-tail"),
+        # the other words that name secrets (README: cookie, dsn, ...) in key=value text
+        ("Cookie: sid=abcdef123456; Path=/", "abcdef123456"),
+        ("credential=abcdef123456", "abcdef123456"),
+        ("private_key=abcdef123456", "abcdef123456"),
+        ("dsn=abcdef123456", "abcdef123456"),
+    ],
+)
+def test_scrub_text_leaves_no_part_of_these_secrets(text: str, secret: str) -> None:
+    cleaned = scrub_text(text)
+    assert secret not in cleaned, cleaned
+    assert "[redacted]" in cleaned
+
+
 def test_scrub_event_redacts_secret_keys_at_any_depth() -> None:
     event = scrub_event(
         None,
@@ -174,6 +197,11 @@ _FRAGMENTS = st.sampled_from(
         "to\u212aen ",
         "pa\u017fsword=",
         "postgresql",
+        "fwr_",
+        "cookie",
+        "credential",
+        "private_key",
+        "dsn",
         "user",
         "host",
         "GET /api/v1/incidents/{ref}",

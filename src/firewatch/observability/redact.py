@@ -31,21 +31,37 @@ SECRET_KEY_WORDS: Final = (
     "redis_url",
 )
 
+# key names whose value is a secret in ``key=value`` text (the words of SECRET_KEY_WORDS
+# that can name a value in prose; "dsn" and cookies included)
+_SENSITIVE_NAMES: Final = (
+    r"password|passwd|secret|token|api[_-]?key|authorization|signature|cookie|"
+    r"credential|private[_-]?key|dsn"
+)
+
 _PATTERNS: Final = (
     # Authorization header values: "Bearer abc", "Basic dXNlcjpwYXNz", "Token ..."
     (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + REDACTED),
-    # firewatch API keys
-    (re.compile(r"\bfw_[A-Za-z0-9_-]{8,}"), REDACTED),
+    # firewatch API keys (fw_...) and refresh tokens (fwr_...)
+    (re.compile(r"\bfwr?_[A-Za-z0-9_-]{8,}"), REDACTED),
     # JSON Web Tokens (header.payload.signature, base64url)
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
-    # credentials inside URLs: scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"), r"\1" + REDACTED + "@"),
+    # credentials inside URLs: scheme://user:password@host, up to the authority's last
+    # "@" (a password may hold an unencoded "@": the host follows the last one)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s]*@"), r"\1" + REDACTED + "@"),
+    # key="quoted value" / 'key': 'value' pairs whose key names a secret: the whole
+    # quoted value, spaces included
+    (
+        re.compile(
+            r"(?i)([\"']?\b[a-z0-9_-]*(?:" + _SENSITIVE_NAMES + r")[a-z0-9_-]*[\"']?\s*[=:]\s*"
+            r"([\"']))[^\"'\n]+\2"
+        ),
+        r"\1" + REDACTED + r"\2",
+    ),
     # key=value / "key": "value" pairs whose key names a secret
     (
         re.compile(
-            r"(?i)([\"']?\b[a-z0-9_-]*(?:password|passwd|secret|token|api[_-]?key|"
-            r"authorization|signature)[a-z0-9_-]*[\"']?\s*[=:]\s*[\"']?)"
-            r"[^\s\"'&,;}]+"
+            r"(?i)([\"']?\b[a-z0-9_-]*(?:" + _SENSITIVE_NAMES + r")[a-z0-9_-]*[\"']?\s*[=:]\s*"
+            r"[\"']?)[^\s\"'&,;}]+"
         ),
         r"\1" + REDACTED,
     ),
@@ -60,8 +76,8 @@ _PATTERNS: Final = (
 #: ``re.IGNORECASE`` also equates some non-ASCII letters with ASCII ones (long s and
 #: ``s``, dotless i and ``i``, the Kelvin sign and ``k``) that ``str.lower`` keeps apart.
 _TRIGGER: Final = re.compile(
-    r"bearer|basic|token|fw_|eyj|://|password|passwd|secret|api[_-]?key|"
-    r"authorization|signature"
+    r"bearer|basic|token|fw_|fwr_|eyj|://|password|passwd|secret|api[_-]?key|"
+    r"authorization|signature|cookie|credential|private[_-]?key|dsn"
 )
 
 
