@@ -205,3 +205,31 @@ async def test_signature_and_replay_tricks_are_refused(hook_client: httpx.AsyncC
         again = {**good, "x-firewatch-timestamp": spelled}
         r = await hook_client.post(URL, content=body, headers=again)
         assert r.status_code == 409, (spelled, r.text)
+
+
+async def test_unknown_integration_is_checked_like_a_bad_signature(
+    hook_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown integration name gets the bad-signature answer *and* the same work:
+    an HMAC over the whole body (with a secret nobody has), so the time to answer does
+    not tell a prober which integration names exist."""
+    from firewatch.alerts import api
+    from firewatch.notifications.model import verify_signature as real
+
+    checked: list[tuple[str, int]] = []
+
+    def spy(secret: str, timestamp: int, body: bytes, header: str) -> bool:
+        checked.append((secret, len(body)))
+        return real(secret, timestamp, body, header)
+
+    monkeypatch.setattr(api, "verify_signature", spy)
+    body = orjson.dumps(trigger(f"probe-{uuid.uuid4().hex}"))
+    answers = []
+    for url, secret in ((URL, "not-the-secret-of-ci"), (URL.replace("/ci", "/nosuch"), SECRET)):
+        r = await hook_client.post(url, content=body, headers=signed(body, secret=secret))
+        answers.append((r.status_code, r.json()["detail"]))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 401
+    assert [n for _, n in checked] == [len(body), len(body)]
+    assert checked[0][0] == SECRET
+    assert checked[1][0] not in (SECRET, "")  # a throwaway secret, never a configured one

@@ -9,8 +9,9 @@ and a body over the limit 413.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -150,6 +151,8 @@ def _header_int(value: str | None, name: str) -> int:
 
 
 NONCE_PREFIX = "firewatch:webhook-nonce:"
+#: Never configured anywhere, new at every start: nothing can be signed with it.
+_UNKNOWN_INTEGRATION_SECRET: Final = secrets.token_hex(32)
 
 
 @router.post(
@@ -174,12 +177,15 @@ async def signed_webhook(
             f"the request is older than {settings.webhook_tolerance} seconds (or from the "
             "future): sign each request with the current time"
         )
+    # An unknown integration is checked against a throwaway secret: the same answer and
+    # the same HMAC over the body as a bad signature, so neither the reply nor its
+    # timing tells a prober which integration names exist.
+    key = _UNKNOWN_INTEGRATION_SECRET if secret is None else secret.get_secret_value()
     if (
-        secret is None
-        or x_firewatch_signature is None
-        or not verify_signature(secret.get_secret_value(), timestamp, body, x_firewatch_signature)
+        x_firewatch_signature is None
+        or not verify_signature(key, timestamp, body, x_firewatch_signature)
+        or secret is None
     ):
-        # One answer for unknown integration and bad signature: no probing for names.
         raise UnauthorizedError("the signature does not match this integration's secret")
     try:
         event = webhook.parse(body)
