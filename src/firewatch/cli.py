@@ -16,6 +16,7 @@ import asyncpg
 import typer
 import uvicorn
 
+from firewatch.audit.service import load_hmac_key
 from firewatch.auth import cli as auth_cli
 from firewatch.auth.keys import KeyringError
 from firewatch.auth.runtime import open_keystore
@@ -141,6 +142,7 @@ def _prepare_security(settings: Settings) -> None:
     """Signing keys and the first admin exist before any worker starts."""
     try:
         open_keystore(settings)
+        load_hmac_key(settings)  # generated, or refused (unsafe mode, too short), once
         created = asyncio.run(auth_cli.bootstrap(settings))
     except (KeyringError, FirewatchError, OSError) as exc:
         typer.echo(f"firewatch: {exc}", err=True)

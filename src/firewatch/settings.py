@@ -243,7 +243,7 @@ class Settings(BaseSettings):
             out[name] = target
         return out
 
-    @field_validator("metrics_token", "log_pseudonym_key")
+    @field_validator("metrics_token", "log_pseudonym_key", "audit_hmac_key")
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:

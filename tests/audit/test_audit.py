@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
 
 from firewatch.audit import chain
 from firewatch.audit import service as audit
 from firewatch.audit import store as audit_store
+from firewatch.auth.keys import KeyringError
 from firewatch.auth.principal import Principal
 from firewatch.cli import cli
 from firewatch.runtime import migrations
 from firewatch.runtime.database import PgPool
+from firewatch.settings import Settings
 from tests import servers
 
 API = "/api/v1/incidents"
@@ -183,3 +190,64 @@ async def test_security_events_are_audited(app: FastAPI, client: httpx.AsyncClie
     fails = await _entries(client, action="auth.login", target=f"user:{name}")
     assert fails[0]["outcome"] == "denied"
     assert "wrong-one-123" not in str(fails)
+
+
+def test_audit_hmac_key_is_private_and_long_enough(settings: Settings, tmp_path: Path) -> None:
+    """With the key, a client pseudonym in the audit log is an address again: a
+    generated key file other users can read is refused (as the JWT keyring is), and so
+    is a key of under 16 bytes from any source, without echoing it."""
+    own = settings.model_copy(update={"data_dir": tmp_path / "data"})
+    key = audit.load_hmac_key(own)  # generated
+    path = audit.secrets_dir(own) / audit.HMAC_KEY_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(key) >= 16
+    assert audit.load_hmac_key(own) == key  # stable once made
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyringError, match="chmod 600"):
+        audit.load_hmac_key(own)
+
+    mounted = tmp_path / "mounted-key"
+    mounted.write_bytes(b"short-key\n")
+    os.chmod(mounted, 0o644)  # a mounted secret sets its own mode
+    with pytest.raises(KeyringError, match="9 bytes") as info:
+        audit.load_hmac_key(own.model_copy(update={"audit_hmac_key_file": mounted}))
+    assert "short-key" not in str(info.value)
+    mounted.write_bytes(b"a-mounted-key-long-enough\n")
+    from_file = own.model_copy(update={"audit_hmac_key_file": mounted})
+    assert audit.load_hmac_key(from_file) == b"a-mounted-key-long-enough"
+
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings(audit_hmac_key=SecretStr("short-key"))
+
+
+def test_serve_refuses_a_shared_audit_key_before_starting(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``firewatch serve`` stops with exit 2 and the fix in its message, not a worker
+    crash after it started listening."""
+    data = tmp_path / "serve-data"
+    audit.load_hmac_key(settings.model_copy(update={"data_dir": data}))
+    os.chmod(
+        audit.secrets_dir(settings.model_copy(update={"data_dir": data})) / audit.HMAC_KEY_NAME,
+        0o640,
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FIREWATCH_")},
+        "FIREWATCH_DATABASE_URL": settings.database_url.get_secret_value()
+        if settings.database_url
+        else "",
+        "FIREWATCH_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else "",
+        "FIREWATCH_DATA_DIR": str(data),
+        "FIREWATCH_PORT": str(servers.free_port()),  # never reached: it stops before
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "firewatch", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "audit-hmac.key is readable by other users" in done.stderr
+    assert "chmod 600" in done.stderr

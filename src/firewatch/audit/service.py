@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 
 from firewatch.audit import chain, store
+from firewatch.auth.keys import KeyringError, require_private_mode
 from firewatch.auth.principal import Principal
 from firewatch.observability import tracing
 from firewatch.runtime.database import Conn, PgPool
@@ -37,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 SEAL_BATCH = 1000
 HMAC_KEY_NAME = "audit-hmac.key"
+MIN_HMAC_KEY_BYTES = 16
 
 
 async def record(
@@ -157,28 +159,39 @@ async def verify(pool: PgPool, *, page: int = 5000) -> VerifyResult:
 def load_hmac_key(settings: Settings) -> bytes:
     """The key that pseudonymises client addresses: env, secret file, or data dir.
 
-    A generated key lives in ``$DATA_DIR/secrets/audit-hmac.key`` with mode 0600.
+    A generated key lives in ``$DATA_DIR/secrets/audit-hmac.key`` with mode 0600, and
+    is refused if other users can read it (as the JWT keyring is): with the key, a
+    pseudonym is an address again. A key of under 16 bytes is refused wherever it
+    comes from (an empty secret file would pseudonymise with an empty key).
     Replicas must share one key (set FIREWATCH_AUDIT_HMAC_KEY or _FILE) for their
     pseudonyms to agree.
     """
-    if settings.audit_hmac_key is not None:
+    if settings.audit_hmac_key is not None:  # its length is checked by Settings
         return settings.audit_hmac_key.get_secret_value().encode()
     if settings.audit_hmac_key_file is not None:
-        return settings.audit_hmac_key_file.read_bytes().strip()
-    path = secrets_dir(settings) / HMAC_KEY_NAME
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_hex(32).encode())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another worker created it first
-        finally:
-            tmp.unlink()
-    return path.read_bytes().strip()
+        source = settings.audit_hmac_key_file
+    else:
+        source = secrets_dir(settings) / HMAC_KEY_NAME
+        if not source.exists():
+            source.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = source.with_name(f".{source.name}.{secrets.token_hex(6)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_hex(32).encode())
+            try:
+                os.link(tmp, source)
+            except FileExistsError:
+                pass  # another worker created it first
+            finally:
+                tmp.unlink()
+        require_private_mode(source)
+    key = source.read_bytes().strip()
+    if len(key) < MIN_HMAC_KEY_BYTES:
+        raise KeyringError(
+            f"{source} holds an audit HMAC key of {len(key)} bytes; at least "
+            f"{MIN_HMAC_KEY_BYTES} are needed"
+        )
+    return key
 
 
 def secrets_dir(settings: Settings) -> Path:

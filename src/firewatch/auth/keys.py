@@ -163,7 +163,9 @@ def _write_private(path: Path, data: bytes, *, exclusive: bool) -> bool:
             tmp.unlink()
 
 
-def _check_mode(path: Path) -> None:
+def require_private_mode(path: Path) -> None:
+    """Refuse a secret file that group or other users can read (a key generated in
+    the data dir, not a mounted one: mounts set their own modes)."""
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise KeyringError(
@@ -199,7 +201,7 @@ def new_key(alg: str, now: int | None = None) -> SigningKey:
 def read_keyring(path: Path, *, check_mode: bool) -> list[SigningKey]:
     try:
         if check_mode:
-            _check_mode(path)
+            require_private_mode(path)
         text = path.read_text("utf-8")
     except FileNotFoundError:
         raise KeyringError(f"{path}: keyring file not found") from None
