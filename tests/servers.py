@@ -173,7 +173,12 @@ def live_server(
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(base_url, process, ready_timeout)
+            try:
+                wait_ready(base_url, process, ready_timeout)
+            except (RuntimeError, TimeoutError) as exc:  # say why, from its own output
+                log.flush()
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{exc}; its output ends:\n{tail}") from None
             yield LiveServer(process, base_url, log_path)
         finally:
             process.terminate()
