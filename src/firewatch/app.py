@@ -116,7 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
-        telemetry=tracing.fastapi_telemetry(),  # server spans, when tracing is configured
+        telemetry=tracing.fastapi_telemetry(),  # off: ServerSpan (middleware) makes them
     )
     app.state.settings = settings
     problems.install(app)

@@ -6,7 +6,8 @@ index catches up on incidents changed since it last looked (``updated_at``
 watermark, indexed, looking back :data:`OVERLAP` for changes that committed late):
 changed incidents are re-vectorised incrementally into the
 index's side matrix, which is folded back (:meth:`SimilarIndex.compact`, IDF refitted,
-no text re-read) when it exceeds 10% of the index. The index is rebuilt from the
+no text re-read) when it exceeds 10% of the index and 1,000 incidents
+(:meth:`SimilarIndex.needs_rebuild`). The index is rebuilt from the
 database when it is older than ``FIREWATCH_SIMILAR_REBUILD_SECONDS``. Resolution
 notes are the note of the latest move to ``resolved`` in the timeline (which also
 bumps ``updated_at``).
