@@ -132,7 +132,8 @@ async def alertmanager_receiver(
         raise _unavailable() from None
     _after_commit(result, "alertmanager")
     await events.publish(redis, result.events)
-    return JSONResponse({"status": "accepted", **result.summary()})
+    # ``status`` is the incident's status after the delivery (None: nothing opened)
+    return JSONResponse(result.summary())
 
 
 def _after_commit(result: service.IngestResult, source: str) -> None:
@@ -215,9 +216,7 @@ async def signed_webhook(
         raise
     _after_commit(result, "webhook")
     await events.publish(redis, result.events)
-    return JSONResponse(
-        {"status": "success", "dedup_key": dedup_key, **result.summary()}, status_code=202
-    )
+    return JSONResponse({"dedup_key": dedup_key, **result.summary()}, status_code=202)
 
 
 async def _webhook_event(
