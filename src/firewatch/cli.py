@@ -109,17 +109,24 @@ def serve(
     # action that would kill the process before the embedded servers are stopped.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     with resolved_servers(settings) as resolved:
-        assert resolved.database_url is not None
-        asyncio.run(migrations.upgrade(resolved.database_url.get_secret_value()))
-        # Migrated once here, under the advisory lock: the workers need not check again
-        # (each check opens a SQLAlchemy engine; ~0.4 s of a warm start).
-        os.environ[f"{ENV_PREFIX}MIGRATE_ON_START"] = "false"
+        migrate_before_workers(resolved)
         _prepare_security(resolved)
         suggester = similar_suggester.start(resolved)  # its own process (see there)
         try:
             _run_uvicorn(resolved)
         finally:
             similar_suggester.stop(suggester)
+
+
+def migrate_before_workers(settings: Settings) -> None:
+    """Apply migrations once, here, under the advisory lock, unless
+    ``FIREWATCH_MIGRATE_ON_START=false`` (then ``firewatch migrate`` is the operator's
+    job); either way the workers do not check again (each check opens a SQLAlchemy
+    engine; ~0.4 s of a warm start)."""
+    assert settings.database_url is not None
+    if settings.migrate_on_start:
+        asyncio.run(migrations.upgrade(settings.database_url.get_secret_value()))
+    os.environ[f"{ENV_PREFIX}MIGRATE_ON_START"] = "false"
 
 
 def _run_uvicorn(resolved: Settings) -> None:
@@ -146,6 +153,13 @@ def _prepare_security(settings: Settings) -> None:
         created = asyncio.run(auth_cli.bootstrap(settings))
     except (KeyringError, FirewatchError, OSError) as exc:
         typer.echo(f"firewatch: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except asyncpg.exceptions.UndefinedTableError:
+        typer.echo(
+            "firewatch: the database has no schema yet; run `firewatch migrate` "
+            f"(or leave {ENV_PREFIX}MIGRATE_ON_START=true)",
+            err=True,
+        )
         raise typer.Exit(2) from None
     if created is not None:
         username, password = created

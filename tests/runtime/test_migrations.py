@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import asyncpg
+import pytest
+from pydantic import SecretStr
 
+from firewatch import cli
 from firewatch.runtime import migrations
+from firewatch.settings import Settings
 from tests import servers
 
 
@@ -36,3 +41,25 @@ async def test_up_from_empty_is_idempotent_and_concurrent(admin_database_url: st
 
 def test_single_head() -> None:
     assert len(migrations.head_revisions()) == 1
+
+
+def test_serve_migrates_unless_migrate_on_start_is_false(
+    admin_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``firewatch serve`` migrates once before its workers start; with
+    FIREWATCH_MIGRATE_ON_START=false it leaves the schema alone (and so do the workers)."""
+    name, url = asyncio.run(servers.create_database(admin_database_url))
+    try:
+        monkeypatch.setenv("FIREWATCH_MIGRATE_ON_START", "true")
+        off = Settings(database_url=SecretStr(url), migrate_on_start=False)
+        cli.migrate_before_workers(off)
+        assert asyncio.run(migrations.current(url)) == ()
+        assert os.environ["FIREWATCH_MIGRATE_ON_START"] == "false"  # the workers skip it
+
+        monkeypatch.setenv("FIREWATCH_MIGRATE_ON_START", "true")
+        on = Settings(database_url=SecretStr(url), migrate_on_start=True)
+        cli.migrate_before_workers(on)
+        assert asyncio.run(migrations.current(url)) == migrations.head_revisions()
+        assert os.environ["FIREWATCH_MIGRATE_ON_START"] == "false"
+    finally:
+        asyncio.run(servers.drop_database(admin_database_url, name))
