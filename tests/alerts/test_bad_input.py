@@ -56,6 +56,10 @@ async def test_wrong_version(client: httpx.AsyncClient, pool: PgPool, group_key:
     body = problem(await client.post(URL, json=payload_with(group_key, version="3")), 422)
     assert "version" in body["detail"]
     assert await counts(pool) == before
+    # the rejected value is never echoed (README, Errors)
+    secret = "v-s3cr3t-value"
+    body = problem(await client.post(URL, json=payload_with(group_key, version=secret)), 422)
+    assert secret not in orjson.dumps(body).decode()
 
 
 async def test_wrong_types_name_the_field(
