@@ -102,10 +102,8 @@ AUTH_FAILURE_REASONS: Final = frozenset(
 NOTIFICATION_OUTCOMES: Final = frozenset(
     {
         "delivered",  # the receiver accepted it (2xx)
-        "retry",  # transient failure, will be retried (5xx, timeout, connection error)
-        "failed",  # permanent failure for this attempt (4xx other than 429)
-        "dead",  # gave up after the last retry
-        "skipped",  # nothing to send (e.g. channel disabled)
+        "retry",  # network error, timeout, 408, 425, 429 or 5xx: will be retried
+        "dead",  # dead-lettered: any other status, or the last allowed attempt failed
     }
 )
 
