@@ -6,11 +6,13 @@ import secrets
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from firewatch.observability import metrics
 from firewatch.runtime.database import PgPool
+from tests.conftest import ClientFor, IntegrationKey, asgi_client
 
 
 def sample(name: str, **labels: str) -> float:
@@ -138,3 +140,40 @@ async def test_metrics_endpoint_in_process(client: httpx.AsyncClient) -> None:
         if f.name.startswith("firewatch_")
     }
     assert exposed == metrics.METRIC_NAMES
+
+
+async def test_refused_requests_are_counted_by_reason(
+    app: FastAPI, client_for: ClientFor, integration_key: IntegrationKey
+) -> None:
+    """README, Metrics: firewatch_auth_failures_total counts refused API requests and
+    logins by reason, not only refused scrapes of /metrics."""
+
+    def counts() -> dict[str, float]:
+        return {
+            reason: sample("firewatch_auth_failures_total", reason=reason)
+            for reason in ("missing_credentials", "malformed", "invalid_credentials", "forbidden")
+        }
+
+    before = counts()
+    async with asgi_client(app) as anon:
+        assert (await anon.get("/api/v1/incidents")).status_code == 401
+        r = await anon.get("/api/v1/incidents", headers={"Authorization": "Basic eDp5"})
+        assert r.status_code == 401
+        r = await anon.get("/api/v1/incidents", headers={"Authorization": "Bearer not.a.jwt"})
+        assert r.status_code == 401
+        key = await integration_key(["alerts:write"])
+        r = await anon.get("/api/v1/incidents", headers={"Authorization": f"Bearer {key}x"})
+        assert r.status_code == 401
+        r = await anon.post(
+            "/api/v1/auth/login",
+            json={"username": "nobody-at-all", "password": "wrong-password-123"},
+        )
+        assert r.status_code == 401
+    viewer = await client_for("viewer")
+    r = await viewer.post("/api/v1/incidents", json={"title": "t", "severity": "SEV3"})
+    assert r.status_code == 403
+    after = counts()
+    assert after["missing_credentials"] == before["missing_credentials"] + 1
+    assert after["malformed"] == before["malformed"] + 1
+    assert after["invalid_credentials"] == before["invalid_credentials"] + 3
+    assert after["forbidden"] == before["forbidden"] + 1

@@ -14,10 +14,12 @@ from firewatch.auth import service
 from firewatch.auth.dependencies import auth_state, current_principal, request_client
 from firewatch.auth.principal import Principal
 from firewatch.auth.rbac import INTEGRATION_SCOPES, Permission, Role, permissions_of, require
+from firewatch.errors import RateLimitedError, UnauthorizedError
 from firewatch.http import deps
 from firewatch.http.pagination import decode_cursor, encode_cursor
 from firewatch.http.responses import JSONResponse
 from firewatch.http.validation import LookupName
+from firewatch.observability import metrics
 from firewatch.runtime.database import PgPool
 
 router = APIRouter(tags=["auth"])
@@ -150,9 +152,16 @@ async def jwks(request: Request) -> Response:
 
 @router.post("/api/v1/auth/login", response_model=SessionOut, summary="Log in")
 async def login(body: LoginIn, request: Request, pool: Pool) -> Response:
-    session = await service.login(
-        pool, auth_state(request), body.username, body.password, request_client(request)
-    )
+    try:
+        session = await service.login(
+            pool, auth_state(request), body.username, body.password, request_client(request)
+        )
+    except UnauthorizedError:
+        metrics.record_auth_failure("invalid_credentials")
+        raise
+    except RateLimitedError:  # too many attempts, or the account name is locked
+        metrics.record_auth_failure("rate_limited")
+        raise
     return JSONResponse(session.as_json(), headers=NO_STORE)
 
 

@@ -23,7 +23,7 @@ from firewatch.auth.apikeys import looks_like_key
 from firewatch.auth.authenticate import authenticate_api_key
 from firewatch.auth.principal import Principal
 from firewatch.auth.runtime import AuthState
-from firewatch.auth.tokens import InvalidTokenError
+from firewatch.auth.tokens import ExpiredTokenError, InvalidTokenError
 from firewatch.errors import RateLimitedError, UnauthorizedError
 from firewatch.http.client import client_address
 
@@ -36,8 +36,27 @@ def auth_state(request: Request) -> AuthState:
     return cast(AuthState, request.app.state.auth)
 
 
-def _unauthorized(detail: str) -> UnauthorizedError:
+def record_auth_failure(reason: str) -> None:
+    """Count a refused credential or permission (``firewatch_auth_failures_total``).
+
+    Imported here, on a failure only: ``firewatch.cli`` imports this module, and
+    prometheus-client must not be imported before ``serve`` has set
+    PROMETHEUS_MULTIPROC_DIR (ADR-007).
+    """
+    from firewatch.observability import metrics
+
+    metrics.record_auth_failure(reason)
+
+
+def _unauthorized(detail: str, reason: str) -> UnauthorizedError:
+    """A 401, counted in ``firewatch_auth_failures_total{reason}``."""
+    record_auth_failure(reason)
     return UnauthorizedError(detail, headers=_CHALLENGE)
+
+
+def _rate_limited(detail: str, retry_after: int) -> RateLimitedError:
+    record_auth_failure("rate_limited")
+    return RateLimitedError(detail, retry_after=retry_after)
 
 
 def request_client(request: Request) -> str | None:
@@ -69,16 +88,23 @@ class BearerScheme(SecurityBase):
 async def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization")
     if header is None:
-        raise _unauthorized("this endpoint needs 'Authorization: Bearer <token or API key>'")
+        raise _unauthorized(
+            "this endpoint needs 'Authorization: Bearer <token or API key>'",
+            "missing_credentials",
+        )
     scheme, _, credential = header.partition(" ")
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential:
-        raise _unauthorized("use 'Authorization: Bearer <token>'")
+        raise _unauthorized("use 'Authorization: Bearer <token>'", "malformed")
     auth = auth_state(request)
     settings = auth.settings
     client = request_client(request)
     if looks_like_key(credential):
-        principal = await authenticate_api_key(request.app.state.pool, credential, client)
+        try:
+            principal = await authenticate_api_key(request.app.state.pool, credential, client)
+        except UnauthorizedError:
+            record_auth_failure("invalid_credentials")
+            raise
         limit = settings.rate_limit_ingest_per_minute
         if limit:
             try:
@@ -87,15 +113,15 @@ async def authenticate(request: Request) -> Principal:
                 log.warning("integration rate limit unavailable", error_type=type(exc).__name__)
             else:
                 if result.over_limit:
-                    raise RateLimitedError(
-                        "request budget of this integration exhausted",
-                        retry_after=result.retry_after,
+                    raise _rate_limited(
+                        "request budget of this integration exhausted", result.retry_after
                     )
         return principal
     try:
         claims = auth.tokens.verify(credential)
     except InvalidTokenError as exc:
-        raise _unauthorized(str(exc)) from None
+        reason = "expired" if isinstance(exc, ExpiredTokenError) else "invalid_credentials"
+        raise _unauthorized(str(exc), reason) from None
     result = await auth.revocations.check_token(
         jti=claims.jti,
         sid=claims.sid,
@@ -104,11 +130,9 @@ async def authenticate(request: Request) -> Principal:
         limit=settings.rate_limit_api_per_minute,
     )
     if result.revoked:
-        raise _unauthorized("the token has been revoked")
+        raise _unauthorized("the token has been revoked", "revoked")
     if result.over_limit:
-        raise RateLimitedError(
-            "request budget of this user exhausted", retry_after=result.retry_after
-        )
+        raise _rate_limited("request budget of this user exhausted", result.retry_after)
     return Principal(
         subject=claims.subject,
         kind="user",

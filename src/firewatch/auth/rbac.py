@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import Request, Security
 
-from firewatch.auth.dependencies import BearerScheme, authenticate
+from firewatch.auth.dependencies import BearerScheme, authenticate, record_auth_failure
 from firewatch.auth.principal import Principal, Role
 from firewatch.errors import ForbiddenError
 
@@ -80,6 +80,7 @@ class _Requirement(BearerScheme):
     async def __call__(self, request: Request) -> Principal:
         principal = await authenticate(request)
         if not is_allowed(principal, self.permission):
+            record_auth_failure("forbidden")
             raise ForbiddenError(f"this action needs the {self.permission.value} permission")
         return principal
 

@@ -36,6 +36,10 @@ class InvalidTokenError(Exception):
     """The token is not one this server issued, or no longer valid. ``str`` is safe."""
 
 
+class ExpiredTokenError(InvalidTokenError):
+    """The token was valid but is past its ``exp`` (counted apart in the metrics)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
     subject: str
@@ -150,7 +154,7 @@ class TokenService:
                 options={"require": REQUIRED_CLAIMS, "strict_aud": True},
             )
         except jwt.ExpiredSignatureError:
-            raise InvalidTokenError("the token has expired") from None
+            raise ExpiredTokenError("the token has expired") from None
         except jwt.ImmatureSignatureError:
             raise InvalidTokenError("the token is not valid yet") from None
         except jwt.PyJWTError:
