@@ -7,11 +7,20 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from firewatch.detection import drift, service
 from firewatch.runtime.database import PgPool
 from firewatch.settings import Settings
 from tests.detection.helpers import API, points, post, register, unique_stream
+
+
+def _opened() -> dict[str, float]:
+    """firewatch_incidents_opened_total by severity, in this process."""
+    return {
+        sev: REGISTRY.get_sample_value("firewatch_incidents_opened_total", {"severity": sev}) or 0.0
+        for sev in ("SEV1", "SEV2", "SEV3", "SEV4")
+    }
 
 
 def test_psi_levels() -> None:
@@ -48,12 +57,18 @@ async def test_drift_endpoint_and_incident(
     checked = await client.post(f"{API}/streams/{name}/drift/check")
     assert checked.json()["incident"] is None  # FIREWATCH_DRIFT_OPENS_INCIDENT is off
     on = settings.model_copy(update={"drift_opens_incident": True})
+    opened_before = _opened()
     opened = await service.drift(pool, on, name, reference=_days(7), recent=_days(1), check=True)
     assert opened["incident_created"] is True
     again = await service.drift(pool, on, name, reference=_days(7), recent=_days(1), check=True)
     assert (again["incident"], again["incident_created"]) == (opened["incident"], False)
     incident = (await client.get(f"/api/v1/incidents/{opened['incident']}")).json()
     assert incident["category"] == "data_drift"
+    # counted once in firewatch_incidents_opened_total, as any opened incident is
+    after = _opened()
+    assert {k: after[k] - opened_before[k] for k in after} == {
+        k: float(k == incident["severity"]) for k in after
+    }
     bad = await client.get(f"{API}/streams/{name}/drift", params={"recent": "1w"})
     assert bad.status_code == 422
     empty = unique_stream("nodrift")

@@ -30,7 +30,7 @@ from firewatch.detection.model import (
 )
 from firewatch.errors import NotFoundError, UnprocessableError
 from firewatch.incidents.model import display_ref
-from firewatch.observability import tracing
+from firewatch.observability import metrics, tracing
 from firewatch.runtime.database import Conn, PgPool
 from firewatch.settings import Settings
 
@@ -352,6 +352,8 @@ async def drift(
                 labels=labels,
                 actor=DETECTOR_ACTOR,
             )
+        if created:  # committed: counted as every other opened incident is
+            metrics.record_incident_opened(row["severity"])
         result["incident"] = display_ref(row["id"])
         result["incident_created"] = created
     return result
