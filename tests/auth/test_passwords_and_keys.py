@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 from firewatch.auth import apikeys
-from firewatch.auth.passwords import Hasher, check_policy
+from firewatch.auth.passwords import Hasher, check_policy, generate_password
 from firewatch.auth.principal import Role
 from firewatch.errors import UnprocessableError
 from firewatch.runtime.database import PgPool
@@ -34,6 +34,35 @@ def test_policy_refuses_weak_passwords(password: str) -> None:
 
 def test_policy_accepts_a_long_uncommon_password() -> None:
     check_policy("correct-kettle-staple-41", username="alice")
+
+
+@pytest.mark.parametrize("username", ["q", "7", "ab", None])
+def test_a_generated_password_passes_the_policy(username: str | None) -> None:
+    """A one-character username is in about half of all random 24-character strings;
+    the generator draws again rather than hand out what the policy refuses."""
+    for _ in range(200):
+        password = generate_password(username)
+        check_policy(password, username=username)
+        assert len(password) == 24
+
+
+async def test_resetting_a_short_usernames_password_always_works(
+    client: httpx.AsyncClient,
+) -> None:
+    """schemathesis (tests/http/test_fuzz_openapi.py): a reset of user "0" was a 200
+    or a 422 "must not contain the username" at random (and, for no such user, a 404
+    or that 422)."""
+    r = await client.post(
+        "/api/v1/users",
+        json={"username": "q", "role": "viewer", "password": "correct-kettle-staple-41"},
+    )
+    assert r.status_code == 201, r.text
+    for _ in range(12):  # all twelve passed with a chance of 1 in ~9,000 before
+        r = await client.post("/api/v1/users/q/password", json={})
+        assert r.status_code == 200, r.text
+        assert "q" not in r.json()["password"].lower()
+    r = await client.post("/api/v1/users/no-such-user-0/password", json={})
+    assert r.status_code == 404, r.text
 
 
 def test_defaults_are_rfc9106_argon2id() -> None:

@@ -107,7 +107,7 @@ def user_create(
     async def go(env: _Env) -> str:
         from firewatch.auth.passwords import generate_password
 
-        password = given if given is not None else generate_password()
+        password = given if given is not None else generate_password(username.strip().lower())
         await service.create_user(env.pool, env.auth.hasher, _operator(), username, role, password)
         return password
 

@@ -47,9 +47,21 @@ def check_policy(password: str, *, username: str | None = None) -> None:
         raise UnprocessableError("the password must not contain the username")
 
 
-def generate_password() -> str:
-    """A random password for bootstrap and resets: 24 URL-safe characters (144 bits)."""
-    return secrets.token_urlsafe(18)
+def generate_password(username: str | None = None) -> str:
+    """A random password for bootstrap, new users and resets: 24 URL-safe characters
+    (144 bits) that pass :func:`check_policy` for ``username``.
+
+    Drawn again when a draw breaks the policy: a short username is often in a random
+    string (a one-character one in about half of all draws), and the generated
+    password used to be refused by the very policy it is checked against, at random.
+    """
+    while True:
+        password = secrets.token_urlsafe(18)
+        try:
+            check_policy(password, username=username)
+        except UnprocessableError:
+            continue
+        return password
 
 
 class Hasher:

@@ -327,7 +327,7 @@ async def reset_password(
 ) -> tuple[asyncpg.Record, str]:
     """Set a new password (random if not given); ends every session of the user."""
     name = username.strip().lower()
-    password = new_password if new_password is not None else generate_password()
+    password = new_password if new_password is not None else generate_password(name)
     check_policy(password, username=name)
     hashed = await auth.hasher.hash(password)
     async with pool.acquire() as conn, conn.transaction():
@@ -353,7 +353,7 @@ async def bootstrap_admin(
         if await store.count_users(conn) > 0:
             return None
     generated = password is None
-    secret = generate_password() if password is None else password
+    secret = generate_password(username) if password is None else password
     check_policy(secret, username=username)
     hashed = await hasher.hash(secret)
     async with pool.acquire() as conn, conn.transaction():
