@@ -7,7 +7,8 @@ from a library, a query or a secret.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
 PROBLEM_BASE = "https://firewatch.dev/problems/"
 
@@ -62,8 +63,54 @@ class PreconditionRequiredError(FirewatchError):
     status, slug, title = 428, "precondition-required", "Precondition required"
 
 
+def field_errors(detail: str, *fields: str) -> list[dict[str, Any]]:
+    """``errors`` of a 422, one per field, as a request validation 422 writes them:
+    ``field`` is the dotted location (``body.password``, ``query.from``,
+    ``header.if-match``, ``path.name``), ``loc`` the same as a list."""
+    return [{"loc": f.split("."), "field": f, "type": "value_error", "msg": detail} for f in fields]
+
+
 class UnprocessableError(FirewatchError):
+    """A 422: always names what it refuses (``errors``, a list of ``{"field": ...}``),
+    given as ``field`` (one location or several) or as ready-made ``errors``."""
+
     status, slug, title = 422, "validation", "Invalid request"
+
+    @overload
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | Sequence[str],
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]],
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | Sequence[str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        if errors is None:
+            fields = [field] if isinstance(field, str) else list(field or ())
+            errors = field_errors(detail, *fields)
+        if not errors:
+            raise ValueError("a 422 names the field(s) it refuses")
+        super().__init__(detail, headers=headers, errors=errors, **extensions)
 
 
 class RateLimitedError(FirewatchError):

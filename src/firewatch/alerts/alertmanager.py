@@ -101,10 +101,21 @@ class Notification(BaseModel):
 class PayloadError(Exception):
     """The body is not an Alertmanager v4 payload we can store; ``status`` is 400 or 422."""
 
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        *,
+        field: str | None = None,
+    ):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        if errors is None and field is not None:  # one field of the body, named as above
+            errors = [
+                {"loc": field.split("."), "field": field, "type": "value_error", "msg": detail}
+            ]
         self.errors = errors or []
 
 
@@ -129,7 +140,7 @@ def parse(body: bytes, *, max_alerts: int) -> Notification:
         if any(e["type"] in ("json_invalid", "json_type") for e in errors):
             raise PayloadError(400, "the request body is not valid JSON") from None
         if errors and errors[0]["type"] == "model_type":
-            raise PayloadError(422, "the body must be a JSON object") from None
+            raise PayloadError(422, "the body must be a JSON object", field="body") from None
         raise PayloadError(
             422,
             f"{exc.error_count()} field(s) of the Alertmanager payload failed validation",
@@ -140,11 +151,13 @@ def parse(body: bytes, *, max_alerts: int) -> Notification:
             422,
             f"unsupported Alertmanager webhook version; firewatch reads version "
             f"{SUPPORTED_VERSION}",
+            field="version",
         )
     if len(payload.alerts) > max_alerts:
         raise PayloadError(
             422,
             f"{len(payload.alerts)} alerts in one notification; at most {max_alerts} are "
             f"accepted (set max_alerts: {max_alerts} in Alertmanager's webhook_config)",
+            field="alerts",
         )
     return payload

@@ -31,6 +31,7 @@ from firewatch.errors import (
     UnauthorizedError,
     UnavailableError,
     UnprocessableError,
+    field_errors,
 )
 from firewatch.events import service as events
 from firewatch.http import deps
@@ -66,9 +67,7 @@ _RETRYABLE_DB = (
 def _payload_error(exc: PayloadError) -> FirewatchError:
     if exc.status == 400:
         return BadRequestError(exc.detail)
-    if exc.errors:
-        return UnprocessableError(exc.detail, errors=exc.errors)
-    return UnprocessableError(exc.detail)
+    return UnprocessableError(exc.detail, errors=exc.errors or field_errors(exc.detail, "body"))
 
 
 def _unavailable() -> UnavailableError:

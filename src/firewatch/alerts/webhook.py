@@ -82,9 +82,15 @@ def parse(body: bytes) -> Event:
             ],
         ) from None
     if event.event_action == "trigger" and event.payload is None:
-        raise PayloadError(422, "a trigger event needs a payload (summary, source, severity)")
+        raise PayloadError(
+            422, "a trigger event needs a payload (summary, source, severity)", field="payload"
+        )
     if event.event_action != "trigger" and event.dedup_key is None:
-        raise PayloadError(422, f"an {event.event_action} event needs the dedup_key it refers to")
+        raise PayloadError(
+            422,
+            f"an {event.event_action} event needs the dedup_key it refers to",
+            field="dedup_key",
+        )
     return event
 
 

@@ -47,18 +47,27 @@ def _window(window: str | None, start: datetime | None, end: datetime | None) ->
     now = datetime.now(UTC)
     if start is not None or end is not None:
         if window is not None:
-            raise UnprocessableError("give either window or from/to, not both")
+            raise UnprocessableError(
+                "give either window or from/to, not both",
+                field=["query.window", "query.from", "query.to"],
+            )
         if start is None or end is None:
-            raise UnprocessableError("a custom range needs both from and to")
+            raise UnprocessableError(
+                "a custom range needs both from and to",
+                field="query.from" if start is None else "query.to",
+            )
         if start.tzinfo is None or end.tzinfo is None:
-            raise UnprocessableError("from and to need a UTC offset (RFC 3339, e.g. ...Z)")
+            raise UnprocessableError(
+                "from and to need a UTC offset (RFC 3339, e.g. ...Z)",
+                field=[f"query.{k}" for k, v in (("from", start), ("to", end)) if v.tzinfo is None],
+            )
         if end <= start:
-            raise UnprocessableError("to must be after from")
+            raise UnprocessableError("to must be after from", field=["query.from", "query.to"])
         return Window(start.astimezone(UTC), end.astimezone(UTC))
     try:
         return parse_window(window or "30d", now)
     except ValueError as exc:
-        raise UnprocessableError(str(exc), errors=[{"field": "window"}]) from None
+        raise UnprocessableError(str(exc), field="query.window") from None
 
 
 class Filters:
@@ -76,9 +85,10 @@ class Filters:
         category: Category | None = None,
         severity: Annotated[str | None, Query(pattern=r"^(?i:sev)[1-4]$")] = None,
     ) -> None:
-        for value in (service_, team):
-            if value is not None and "\x00" in value:
-                raise UnprocessableError("query parameters must not contain NUL characters")
+        given = {"service": service_, "team": team}
+        nul = [f"query.{k}" for k, v in given.items() if v is not None and "\x00" in v]
+        if nul:
+            raise UnprocessableError("query parameters must not contain NUL characters", field=nul)
         self.window = _window(window, start, end)
         self.scope = Scope(
             service=service_,

@@ -32,19 +32,26 @@ def _common_passwords() -> frozenset[str]:
 COMMON_PASSWORDS = _common_passwords()
 
 
-def check_policy(password: str, *, username: str | None = None) -> None:
-    """Refuse weak passwords with a 422 that says why (never echoing the password)."""
+def check_policy(
+    password: str, *, username: str | None = None, field: str = "body.password"
+) -> None:
+    """Refuse weak passwords with a 422 that says why (never echoing the password)
+    and names ``field``."""
     if len(password) < MIN_LENGTH:
-        raise UnprocessableError(f"the password must be at least {MIN_LENGTH} characters long")
+        raise UnprocessableError(
+            f"the password must be at least {MIN_LENGTH} characters long", field=field
+        )
     if len(password) > MAX_LENGTH:
-        raise UnprocessableError(f"the password must be at most {MAX_LENGTH} characters long")
+        raise UnprocessableError(
+            f"the password must be at most {MAX_LENGTH} characters long", field=field
+        )
     if "\x00" in password:
-        raise UnprocessableError("the password must not contain NUL characters")
+        raise UnprocessableError("the password must not contain NUL characters", field=field)
     folded = password.lower()
     if folded in COMMON_PASSWORDS or len(set(folded)) < 4:
-        raise UnprocessableError("this password is too common; choose another")
+        raise UnprocessableError("this password is too common; choose another", field=field)
     if username is not None and username.lower() in folded:
-        raise UnprocessableError("the password must not contain the username")
+        raise UnprocessableError("the password must not contain the username", field=field)
 
 
 def generate_password(username: str | None = None) -> str:

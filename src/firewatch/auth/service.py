@@ -210,7 +210,9 @@ async def logout(
 ) -> None:
     """End the login: denylist this access token and revoke its refresh family."""
     if principal.kind != "user" or principal.token_id is None or principal.expires_at is None:
-        raise UnprocessableError("only a user's access token can log out")
+        raise UnprocessableError(
+            "only a user's access token can log out", field="header.authorization"
+        )
     await auth.revocations.deny_token(principal.token_id, principal.expires_at)
     async with pool.acquire() as conn, conn.transaction():
         if principal.session_id is not None:
@@ -232,7 +234,8 @@ def _check_username(username: str) -> str:
     name = username.strip().lower()
     if not re.fullmatch(r"[a-z0-9][a-z0-9._@-]{0,63}", name):
         raise UnprocessableError(
-            "a username is 1-64 characters: lower-case letters, digits, '.', '_', '@', '-'"
+            "a username is 1-64 characters: lower-case letters, digits, '.', '_', '@', '-'",
+            field="body.username",
         )
     return name
 
@@ -376,7 +379,7 @@ async def issue_token(
     change, password reset) are remembered in Redis only that long.
     """
     if ttl is not None and not 0 < ttl <= MAX_ACCESS_TOKEN_TTL:
-        raise UnprocessableError(f"--ttl must be 1 to {MAX_ACCESS_TOKEN_TTL} seconds")
+        raise UnprocessableError(f"--ttl must be 1 to {MAX_ACCESS_TOKEN_TTL} seconds", field="ttl")
     async with pool.acquire() as conn:
         user = await store.get_user(conn, username.strip().lower())
     if user is None or user["disabled"]:
@@ -396,12 +399,15 @@ async def create_api_key(
     import re
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
-        raise UnprocessableError("a key name is 1-64 characters: letters, digits, '.', '_', '-'")
+        raise UnprocessableError(
+            "a key name is 1-64 characters: letters, digits, '.', '_', '-'", field="body.name"
+        )
     wanted = sorted(set(scopes))
     allowed = {p.value for p in INTEGRATION_SCOPES}
     if not wanted or not set(wanted) <= allowed:
         raise UnprocessableError(
-            f"scopes must be a non-empty subset of {', '.join(sorted(allowed))}"
+            f"scopes must be a non-empty subset of {', '.join(sorted(allowed))}",
+            field="body.scopes",
         )
     key_id, key, secret_hash = apikeys.new_key()
     async with pool.acquire() as conn, conn.transaction():

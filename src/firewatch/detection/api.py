@@ -71,6 +71,9 @@ class StreamIn(BaseModel):
     team: Name | None = None
 
 
+_TRAIN_PARAMS = ("window", "n_estimators", "max_samples", "contamination")
+
+
 class TrainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -191,9 +194,9 @@ async def get_points(
     end: Annotated[datetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
-    for bound in (start, end):
-        if bound is not None and bound.tzinfo is None:
-            raise UnprocessableError("from and to need a UTC offset (RFC 3339)")
+    naive = [f"query.{k}" for k, v in (("from", start), ("to", end)) if v and v.tzinfo is None]
+    if naive:
+        raise UnprocessableError("from and to need a UTC offset (RFC 3339)", field=naive)
     rows = await service.points(pool, name, start, end, limit)
     return JSONResponse({"items": [dict(r) for r in rows]})
 
@@ -217,7 +220,9 @@ async def train(
             seed=body.seed,
         )
     except ValueError as exc:
-        raise UnprocessableError(str(exc)) from None
+        reason = str(exc)  # "<parameter> must be ...", or "need 1 <= k <= n <= 100"
+        named = [f"body.{p}" for p in _TRAIN_PARAMS if reason.startswith(f"{p} ")]
+        raise UnprocessableError(reason, field=named or ["body.k", "body.n"]) from None
     row = await registry.train(
         pool,
         settings,
@@ -269,7 +274,7 @@ def _span(text: str, name: str) -> timedelta:
     try:
         w = parse_window(text, datetime.now(UTC))
     except ValueError as exc:
-        raise UnprocessableError(f"{name}: {exc}") from None
+        raise UnprocessableError(f"{name}: {exc}", field=f"query.{name}") from None
     return w.end - w.start
 
 

@@ -137,13 +137,18 @@ async def train(
             raise NotFoundError(f"signal stream {stream_name!r} does not exist")
         rows = await store.points_between(conn, stream["id"], since, until, MAX_TRAIN_POINTS)
     if not rows:
-        raise UnprocessableError(f"stream {stream_name!r} has no points in the data window")
+        raise UnprocessableError(
+            f"stream {stream_name!r} has no points in the data window",
+            field=["body.since", "body.until"],
+        )
     values = np.array([r["value"] for r in rows], dtype=np.float64)
     epochs = np.array([r["ts"].timestamp() for r in rows], dtype=np.float64)
     try:
         trained, evaluation = await asyncio.to_thread(_evaluate, values, epochs, params)
     except ValueError as exc:
-        raise UnprocessableError(str(exc)) from None
+        raise UnprocessableError(
+            str(exc), field=["body.since", "body.until", "body.window"]
+        ) from None
     directory = settings.resolved_model_dir
     async with pool.acquire() as conn, conn.transaction():
         stream = await _stream(conn, stream_name)

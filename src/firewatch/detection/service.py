@@ -93,7 +93,8 @@ def check_batch(batch: list[Point], settings: Settings, now: datetime) -> None:
     if len(batch) > settings.signals_max_batch:
         raise UnprocessableError(
             f"a batch holds at most {settings.signals_max_batch} points; this one has "
-            f"{len(batch)}: split it"
+            f"{len(batch)}: split it",
+            field="body.points",
         )
     dupes = duplicate_positions(batch)
     if dupes:
@@ -308,7 +309,7 @@ async def drift(
     try:
         result = psi_model.psi([r["value"] for r in ref], [r["value"] for r in cur])
     except ValueError as exc:
-        raise UnprocessableError(str(exc)) from None
+        raise UnprocessableError(str(exc), field=["query.reference", "query.recent"]) from None
     result.update(
         {
             "stream": name,

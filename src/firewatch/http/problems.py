@@ -44,8 +44,8 @@ _SLUGS = {
 
 
 # How errors are described in /openapi.json: every 4xx/5xx of every route is a problem
-# ("default"), and a 422 names its fields (``errors``, where the refusal is about
-# fields rather than the request as a whole), so that a client generated from the
+# ("default"), and every 422 names the fields it refuses (``errors``, at least one;
+# UnprocessableError cannot be raised without), so that a client generated from the
 # description parses an error as what it is (FastAPI's own 422 is application/json
 # with a ``detail`` list, which firewatch never sends).
 _PROBLEM_SCHEMA: dict[str, Any] = {
@@ -71,9 +71,17 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
             "application/problem+json": {
                 "schema": {
                     **_PROBLEM_SCHEMA,
+                    "required": [*_PROBLEM_SCHEMA["required"], "errors"],
                     "properties": {
                         **_PROBLEM_SCHEMA["properties"],
-                        "errors": {"type": "array", "items": _FIELD_ERROR_SCHEMA},
+                        "errors": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": _FIELD_ERROR_SCHEMA,
+                            "description": "What was refused: field is the dotted location "
+                            "(body.password, query.from, header.if-match, path.name; in an "
+                            "ingested payload, relative to the body: alerts.0.labels)",
+                        },
                     },
                 }
             }

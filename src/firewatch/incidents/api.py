@@ -161,13 +161,17 @@ def _if_match_version(if_match: str | None) -> int | None:
     try:
         return int(tag)
     except ValueError:
-        raise UnprocessableError("If-Match must carry an ETag this server issued") from None
+        raise UnprocessableError(
+            "If-Match must carry an ETag this server issued", field="header.if-match"
+        ) from None
 
 
 def _expected_version(if_match: str | None, body_version: int | None) -> int | None:
     header = _if_match_version(if_match)
     if header is not None and body_version is not None and header != body_version:
-        raise UnprocessableError("If-Match and body version disagree")
+        raise UnprocessableError(
+            "If-Match and body version disagree", field=["header.if-match", "body.version"]
+        )
     return header if header is not None else body_version
 
 
@@ -222,7 +226,7 @@ async def patch_incident(
     for name in body.model_fields_set - {"version"}:
         value = getattr(body, name)
         if value is None and name not in ("service", "team", "owner"):
-            raise UnprocessableError(f"{name} cannot be null")
+            raise UnprocessableError(f"{name} cannot be null", field=f"body.{name}")
         if name == "severity":
             value = Severity.parse(value).value
         elif name == "category":
@@ -299,9 +303,10 @@ async def list_incidents(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Response:
-    for value in (service_, team, owner, q):
-        if value is not None and "\x00" in value:
-            raise UnprocessableError("query parameters must not contain NUL characters")
+    given = {"service": service_, "team": team, "owner": owner, "q": q}
+    nul = [f"query.{k}" for k, v in given.items() if v is not None and "\x00" in v]
+    if nul:
+        raise UnprocessableError("query parameters must not contain NUL characters", field=nul)
     flt = ListFilter(
         status=[s.value for s in status_] if status_ else None,
         severity=[Severity.parse(s).value for s in severity] if severity else None,
