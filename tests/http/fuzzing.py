@@ -40,8 +40,8 @@ PROBLEM_FIELDS = ("type", "title", "status", "detail")
 
 
 def problem_json(ctx: Any, response: Any, case: Any) -> bool | None:
-    """Every 4xx/5xx is application/problem+json with type/title/status/detail, and
-    ``status`` is the HTTP status."""
+    """Every 4xx/5xx is application/problem+json with type/title/status/detail,
+    ``status`` is the HTTP status, and a 422 has ``errors``, each with a ``field``."""
     status = response.status_code
     if status < 400:
         return None
@@ -54,6 +54,13 @@ def problem_json(ctx: Any, response: Any, case: Any) -> bool | None:
     missing = [f for f in PROBLEM_FIELDS if f not in body]
     assert not missing, f"{status} problem lacks {missing}: {response.text[:300]!r}"
     assert body["status"] == status, f"problem status {body['status']!r} in a {status}"
+    if status == 422:  # names what it refuses (README, Errors)
+        errors = body.get("errors")
+        assert isinstance(errors, list), f"422 without errors: {response.text[:300]!r}"
+        assert errors, f"422 with empty errors: {response.text[:300]!r}"
+        assert all(isinstance(e, dict) and isinstance(e.get("field"), str) for e in errors), (
+            f"422 errors without a field: {response.text[:300]!r}"
+        )
     return None
 
 

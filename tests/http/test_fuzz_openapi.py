@@ -5,8 +5,8 @@ coverage cases (boundaries, missing and wrong-typed fields, unexpected methods a
 content types) and a bounded number of generated requests, sent in process to an app
 on a PostgreSQL database and a Redis database of this module's own, as the admin (the
 ingestion routes with an integration key). Every answer must be no 5xx, documented
-(status code, content type, body schema, headers), and every 4xx/5xx an RFC 9457
-problem whose ``status`` is the HTTP status.
+(status code, content type, body schema, headers), every 4xx/5xx an RFC 9457
+problem whose ``status`` is the HTTP status, and every 422 one that names its fields.
 
 Derandomized: the same ~2,700 requests on every run, so a failure here is
 reproducible and new cases come only from a changed description. ``GET
