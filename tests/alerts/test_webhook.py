@@ -233,3 +233,14 @@ async def test_unknown_integration_is_checked_like_a_bad_signature(
     assert [n for _, n in checked] == [len(body), len(body)]
     assert checked[0][0] == SECRET
     assert checked[1][0] not in (SECRET, "")  # a throwaway secret, never a configured one
+
+
+async def test_refused_events_name_their_fields_under_body(hook_client: httpx.AsyncClient) -> None:
+    """A webhook's 422 locates what it refuses as any request validation does."""
+    no_payload = await send(hook_client, {"event_action": "trigger", "dedup_key": "k-422"})
+    assert no_payload.status_code == 422
+    assert [e["field"] for e in no_payload.json()["errors"]] == ["body.payload"]
+    no_key = await send(hook_client, {"event_action": "resolve"})
+    assert [e["field"] for e in no_key.json()["errors"]] == ["body.dedup_key"]
+    bad = await send(hook_client, {**trigger("k-422"), "event_action": "explode"})
+    assert [e["field"] for e in bad.json()["errors"]] == ["body.event_action"]

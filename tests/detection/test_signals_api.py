@@ -59,7 +59,17 @@ async def test_bad_points_are_problem_json(client: httpx.AsyncClient) -> None:
         await _problem(r, 422)
     dup = await client.post(API, json={"points": [ok, {**ok, "ts": "2026-01-01T00:00:00+00:00"}]})
     body = await _problem(dup, 422)
-    assert body["errors"] == [{"field": "points[1].ts", "message": "duplicate"}]
+    assert body["errors"] == [
+        {
+            "loc": ["body", "points", "1", "ts"],
+            "field": "body.points.1.ts",
+            "type": "value_error",
+            "msg": "duplicate timestamp of its stream",
+        }
+    ]
+    unknown = await client.post(API, json={"points": [ok, {**ok, "stream": "never-registered"}]})
+    await _problem(unknown, 422)
+    assert [e["field"] for e in unknown.json()["errors"]] == ["body.points.1.stream"]
 
 
 async def test_stream_description_over_the_column_limit_is_a_422(

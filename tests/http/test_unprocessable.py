@@ -143,4 +143,4 @@ async def test_ingested_payloads(
             }
         ],
     }
-    assert fields(await anon_client.post(url, json=payload, headers=headers)) == ["version"]
+    assert fields(await anon_client.post(url, json=payload, headers=headers)) == ["body.version"]

@@ -112,7 +112,7 @@ class PayloadError(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
-        if errors is None and field is not None:  # one field of the body, named as above
+        if errors is None and field is not None:  # one location, as body_errors names them
             errors = [
                 {"loc": field.split("."), "field": field, "type": "value_error", "msg": detail}
             ]
@@ -122,11 +122,13 @@ class PayloadError(Exception):
 MAX_REPORTED_ERRORS = 20
 
 
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    # Never echo the rejected input: it may be huge, or a secret someone put in a label.
+def body_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """``errors`` of a 422 for a body validated by hand (not by FastAPI): located under
+    ``body``, as a request validation 422 locates them (``body.alerts.0.labels``).
+    Never the rejected input: it may be huge, or a secret someone put in a label."""
     out = []
     for err in exc.errors(include_input=False, include_url=False)[:MAX_REPORTED_ERRORS]:
-        loc = [str(p) for p in err["loc"]]
+        loc = ["body", *(str(p) for p in err["loc"])]
         out.append({"loc": loc, "field": ".".join(loc), "type": err["type"], "msg": err["msg"]})
     return out
 
@@ -144,20 +146,20 @@ def parse(body: bytes, *, max_alerts: int) -> Notification:
         raise PayloadError(
             422,
             f"{exc.error_count()} field(s) of the Alertmanager payload failed validation",
-            _errors(exc),
+            body_errors(exc),
         ) from None
     if payload.version != SUPPORTED_VERSION:
         raise PayloadError(
             422,
             f"unsupported Alertmanager webhook version; firewatch reads version "
             f"{SUPPORTED_VERSION}",
-            field="version",
+            field="body.version",
         )
     if len(payload.alerts) > max_alerts:
         raise PayloadError(
             422,
             f"{len(payload.alerts)} alerts in one notification; at most {max_alerts} are "
             f"accepted (set max_alerts: {max_alerts} in Alertmanager's webhook_config)",
-            field="alerts",
+            field="body.alerts",
         )
     return payload

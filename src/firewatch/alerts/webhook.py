@@ -15,11 +15,11 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from firewatch.alerts.alertmanager import (
-    MAX_REPORTED_ERRORS,
     AnnotationValue,
     LabelValue,
     PayloadError,
     Url,
+    body_errors,
 )
 from firewatch.alerts.grouping import IncomingAlert, IncomingGroup
 
@@ -71,25 +71,17 @@ def parse(body: bytes) -> Event:
         raise PayloadError(
             422,
             f"{exc.error_count()} field(s) of the event failed validation",
-            [
-                {
-                    "loc": [str(p) for p in e["loc"]],
-                    "field": ".".join(str(p) for p in e["loc"]),
-                    "type": e["type"],
-                    "msg": e["msg"],
-                }
-                for e in errors[:MAX_REPORTED_ERRORS]
-            ],
+            body_errors(exc),
         ) from None
     if event.event_action == "trigger" and event.payload is None:
         raise PayloadError(
-            422, "a trigger event needs a payload (summary, source, severity)", field="payload"
+            422, "a trigger event needs a payload (summary, source, severity)", field="body.payload"
         )
     if event.event_action != "trigger" and event.dedup_key is None:
         raise PayloadError(
             422,
             f"an {event.event_action} event needs the dedup_key it refers to",
-            field="dedup_key",
+            field="body.dedup_key",
         )
     return event
 

@@ -88,6 +88,20 @@ async def points(
         return await store.points_between(conn, stream["id"], start, end, limit)
 
 
+def _point_errors(positions: list[int], name: str, msg: str) -> list[dict[str, Any]]:
+    """``errors`` naming points of the batch as a request validation 422 would
+    (``body.points.3.ts``); the first 20."""
+    return [
+        {
+            "loc": ["body", "points", str(i), name],
+            "field": f"body.points.{i}.{name}",
+            "type": "value_error",
+            "msg": msg,
+        }
+        for i in positions[:20]
+    ]
+
+
 def check_batch(batch: list[Point], settings: Settings, now: datetime) -> None:
     """Refuse the batch as a whole (422) when any point is unusable."""
     if len(batch) > settings.signals_max_batch:
@@ -100,14 +114,14 @@ def check_batch(batch: list[Point], settings: Settings, now: datetime) -> None:
     if dupes:
         raise UnprocessableError(
             "a batch may not hold two points of one stream with the same timestamp",
-            errors=[{"field": f"points[{i}].ts", "message": "duplicate"} for i in dupes[:20]],
+            errors=_point_errors(dupes, "ts", "duplicate timestamp of its stream"),
         )
     limit = now + timedelta(seconds=settings.signals_max_future_seconds)
     future = [i for i, p in enumerate(batch) if p.ts > limit]
     if future:
         raise UnprocessableError(
             "points may not be from the future (beyond the allowed clock skew)",
-            errors=[{"field": f"points[{i}].ts", "message": "in the future"} for i in future[:20]],
+            errors=_point_errors(future, "ts", "in the future"),
         )
 
 
@@ -132,10 +146,15 @@ async def ingest(
         rows = await store.lock_streams(conn, sorted(grouped))
         unknown = sorted(set(grouped) - {r["name"] for r in rows})
         if unknown:
+            missing = set(unknown)
             raise UnprocessableError(
                 f"unknown signal streams: {', '.join(unknown[:10])}; register each with "
                 "PUT /api/v1/signals/streams/{name} first",
-                errors=[{"field": "points[].stream", "message": "unknown stream"}],
+                errors=_point_errors(
+                    [i for i, p in enumerate(batch) if p.stream in missing],
+                    "stream",
+                    "unknown stream",
+                ),
                 unknown_streams=unknown[:100],
             )
         for row in rows:
