@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from firewatch.errors import PROBLEM_BASE, FirewatchError
 from firewatch.http.responses import ProblemResponse
 from firewatch.http.security import response_headers
+from firewatch.runtime.database import CONNECTION_LOST_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -201,11 +202,9 @@ async def _unexpected(request: Request, exc: Exception) -> ProblemResponse:
 
 
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
+    *CONNECTION_LOST_ERRORS,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.QueryCanceledError,
-    asyncpg.exceptions.InterfaceError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     asyncio.TimeoutError,

@@ -26,6 +26,21 @@ else:  # asyncpg's classes are generic only in its stubs
     Conn = asyncpg.Connection
 
 
+#: What a statement raises when its connection is gone or being shut down (the backend
+#: was terminated, the server restarts or fails over): the same work on another pooled
+#: connection can succeed, so callers answer 503 or try again later, never 500.
+#: ``InternalClientError`` is here because a pooled connection whose backend was
+#: terminated while it sat idle has already read the server's FATAL message but not
+#: yet the close of the socket: the pool still hands it out, and its first statement
+#: fails with "cannot switch to state N; another operation (2) is in progress".
+CONNECTION_LOST_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
 def _encode_json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
