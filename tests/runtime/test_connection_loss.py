@@ -155,3 +155,29 @@ async def test_terminated_connections_answer_503_and_lose_nothing(
             await asyncio.sleep(0.2)
         after = await http.post(INCIDENTS, json={"title": f"{prefix}-after", "severity": "SEV3"})
         assert after.status_code == 201
+
+
+async def test_worker_keeps_delivering_after_its_connections_are_killed(
+    live: servers.LiveServer, fresh_database: str, rx: Receiver
+) -> None:
+    headers = servers.bearer(live.base_url)
+    prefix = f"worker-{uuid.uuid4().hex[:8]}"
+    await create_under_kills(live.base_url, headers, fresh_database, prefix)
+    async with httpx.AsyncClient(base_url=live.base_url, headers=headers, timeout=30) as http:
+        last = await http.post(INCIDENTS, json={"title": f"{prefix}-last", "severity": "SEV3"})
+        assert last.status_code == 201
+    # Woken by NOTIFY, well within the 30 s poll: the worker is alive and listening.
+    deadline = time.monotonic() + 15
+    while True:
+        titles = {m.json()["incident"]["title"] for m in list(rx.delivered)}
+        if f"{prefix}-last" in titles:
+            break
+        assert time.monotonic() < deadline, not_access(live.log())
+        await asyncio.sleep(0.1)
+    # and everything stored was delivered (at least once)
+    stored = await rows_of(fresh_database, prefix)
+    deadline = time.monotonic() + 15
+    while not set(stored) <= titles:
+        assert time.monotonic() < deadline, sorted(set(stored) - titles)[:5]
+        await asyncio.sleep(0.2)
+        titles = {m.json()["incident"]["title"] for m in list(rx.delivered)}

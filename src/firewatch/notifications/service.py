@@ -37,7 +37,7 @@ from firewatch.notifications.model import (
     slack_message,
 )
 from firewatch.observability import metrics, tracing
-from firewatch.runtime.database import PgPool
+from firewatch.runtime.database import CONNECTION_LOST_ERRORS, Conn, PgPool
 from firewatch.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -252,8 +252,17 @@ async def purge_once(
     return purged
 
 
+#: Pause before a lost LISTEN connection is replaced (short: until then only polls wake).
+LISTEN_RETRY_SECONDS = 0.5
+
+
 class Worker:
-    """Delivery loops plus the retention loop; wakes on NOTIFY, polls as a fallback."""
+    """Delivery loops plus the retention loop; wakes on NOTIFY, polls as a fallback.
+
+    No loop ends on an error: a terminated connection, a failover or an error nobody
+    foresaw is logged and the loop goes on, so a worker (inside ``serve`` nobody
+    would notice it stopping) keeps delivering once the database is back.
+    """
 
     def __init__(self, pool: PgPool, cfg: WorkerConfig) -> None:
         self.pool = pool
@@ -267,8 +276,8 @@ class Worker:
         while True:
             try:
                 worked = await deliver_one(self.pool, http, self.cfg)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("notification delivery loop error", error_type=type(exc).__name__)
+            except Exception as exc:
+                _log_loop_error("notification delivery loop error", exc)
                 worked = False
             if not worked:
                 self._wake.clear()
@@ -281,23 +290,55 @@ class Worker:
                 purged = await purge_once(self.pool, self.cfg)
                 if any(purged.values()):
                     log.info("retention purge", **purged)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("retention purge failed", error_type=type(exc).__name__)
+            except Exception as exc:
+                _log_loop_error("retention purge failed", exc)
             await asyncio.sleep(self.cfg.retention_interval)
+
+    async def _listen_loop(self) -> None:
+        """Hold one connection that LISTENs for new notifications, and take another
+        when it is lost: without it the worker still delivers, but only every
+        ``poll_interval`` seconds."""
+        while True:
+            try:
+                listener = await self.pool.acquire()
+            except Exception as exc:
+                _log_loop_error("notification listener unavailable", exc)
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+                continue
+            try:
+                await self._listen_on(listener)
+                log.warning("notification listener connection lost; listening again")
+            except Exception as exc:
+                _log_loop_error("notification listener unavailable", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await listener.remove_listener(store.WAKE_CHANNEL, self._on_notify)
+                with contextlib.suppress(Exception):
+                    await self.pool.release(listener)
+            await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
+    async def _listen_on(self, listener: Conn) -> None:
+        """LISTEN on ``listener`` until its connection closes."""
+        lost = asyncio.Event()
+        listener.add_termination_listener(lambda _conn: lost.set())
+        await listener.add_listener(store.WAKE_CHANNEL, self._on_notify)
+        self._wake.set()  # what was queued while nobody listened
+        await lost.wait()
 
     async def run(self) -> None:
         """Run until cancelled."""
-        listener = await self.pool.acquire()
-        try:
-            await listener.add_listener(store.WAKE_CHANNEL, self._on_notify)
-            async with httpx.AsyncClient(follow_redirects=False) as http, asyncio.TaskGroup() as tg:
-                for _ in range(self.cfg.concurrency):
-                    tg.create_task(self._deliver_loop(http))
-                tg.create_task(self._retention_loop())
-        finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(store.WAKE_CHANNEL, self._on_notify)
-            await self.pool.release(listener)
+        async with httpx.AsyncClient(follow_redirects=False) as http, asyncio.TaskGroup() as tg:
+            tg.create_task(self._listen_loop())
+            for _ in range(self.cfg.concurrency):
+                tg.create_task(self._deliver_loop(http))
+            tg.create_task(self._retention_loop())
+
+
+def _log_loop_error(event: str, exc: Exception) -> None:
+    if isinstance(exc, (*CONNECTION_LOST_ERRORS, OSError, asyncpg.PostgresError, TimeoutError)):
+        log.warning(event, error_type=type(exc).__name__)
+    else:  # not foreseen: keep the traceback for whoever reads the log
+        log.error(event, error_type=type(exc).__name__, exc_info=exc)
 
 
 metrics.register_queue_depth("notifications", store.pending_count)
