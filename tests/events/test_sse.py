@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from firewatch.auth.principal import Role
 from firewatch.events import service as events_service
@@ -195,3 +196,22 @@ async def test_a_stream_ends_when_its_credential_is_revoked(
     ref = (await client.post(AM, json=payload())).json()["incident"]
     leaked = await _ended(stream, within=events_service.POLL_SECONDS * 3)
     assert [e for e in leaked if e.get("data", {}).get("incident_id") == ref] == []
+
+
+async def test_an_open_stream_does_not_spend_the_request_budget(
+    replica: str, app: FastAPI, redis: Redis
+) -> None:
+    """The stream re-checks its credential every POLL_SECONDS; each check used to count
+    as a request against FIREWATCH_RATE_LIMIT_API_PER_MINUTE (30 a minute per open
+    stream), so a dashboard left open ate the budget of its user's real requests."""
+    name, password = await make_user(app, Role.VIEWER)
+    token = servers.bearer(replica, name, password)["Authorization"].removeprefix("Bearer ")
+    stream = events(replica, token)
+    try:
+        assert await asyncio.wait_for(anext(stream), 60) == {"ready": True}
+        counted = await redis.get(f"fw:rl:api:{name}")
+        assert counted is not None  # opening the stream was a request, and counted
+        await asyncio.sleep(events_service.POLL_SECONDS * 2.5)  # two re-checks, or more
+        assert await redis.get(f"fw:rl:api:{name}") == counted
+    finally:
+        await stream.aclose()

@@ -85,7 +85,9 @@ class BearerScheme(SecurityBase):
         return await authenticate(request)
 
 
-async def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request, *, count: bool = True) -> Principal:
+    """The caller of ``request``. ``count=False`` checks the credential without
+    spending the caller's request budget (an open event stream re-checking it)."""
     header = request.headers.get("authorization")
     if header is None:
         raise _unauthorized(
@@ -105,7 +107,7 @@ async def authenticate(request: Request) -> Principal:
         except UnauthorizedError:
             record_auth_failure("invalid_credentials")
             raise
-        limit = settings.rate_limit_ingest_per_minute
+        limit = settings.rate_limit_ingest_per_minute if count else 0
         if limit:
             try:
                 result = await auth.revocations.count_integration(principal.subject, limit)
@@ -127,7 +129,7 @@ async def authenticate(request: Request) -> Principal:
         sid=claims.sid,
         subject=claims.subject,
         version=claims.version,
-        limit=settings.rate_limit_api_per_minute,
+        limit=settings.rate_limit_api_per_minute if count else 0,
     )
     if result.revoked:
         raise _unauthorized("the token has been revoked", "revoked")
