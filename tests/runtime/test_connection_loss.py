@@ -15,7 +15,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from firewatch.app import create_app
+from firewatch.settings import Settings
 from tests import servers
 from tests.notifications.receiver import Receiver, receiver
 
@@ -181,3 +184,36 @@ async def test_worker_keeps_delivering_after_its_connections_are_killed(
         assert time.monotonic() < deadline, sorted(set(stored) - titles)[:5]
         await asyncio.sleep(0.2)
         titles = {m.json()["incident"]["title"] for m in list(rx.delivered)}
+
+
+async def test_only_a_lost_connection_is_a_503_not_a_query_bug(
+    settings: Settings, database_url: str
+) -> None:
+    """asyncpg raises InterfaceError both for a closed connection and for a query our
+    code calls wrongly: only the first is 'retry shortly'; the second is a bug, a 500
+    with its traceback in the log, not a 503 that hides it."""
+    app: FastAPI = create_app(settings)
+
+    @app.get("/api/v1/test-query-bug", include_in_schema=False)
+    async def query_bug() -> None:
+        async with app.state.pool.acquire() as conn:
+            await conn.fetchval("SELECT $1::int + $2::int", 1)  # one argument short
+
+    @app.get("/api/v1/test-closed-connection", include_in_schema=False)
+    async def closed_connection() -> None:
+        conn = await asyncpg.connect(database_url)
+        await conn.close()
+        await conn.fetchval("SELECT 1")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://firewatch.test") as c,
+    ):
+        bug = await c.get("/api/v1/test-query-bug")
+        lost = await c.get("/api/v1/test-closed-connection")
+    assert bug.status_code == 500, bug.text
+    assert "retry-after" not in bug.headers
+    assert lost.status_code == 503, lost.text
+    assert lost.headers["content-type"] == "application/problem+json"
+    assert "retry-after" in lost.headers

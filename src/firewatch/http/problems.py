@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from firewatch.errors import PROBLEM_BASE, FirewatchError
 from firewatch.http.responses import ProblemResponse
 from firewatch.http.security import response_headers
-from firewatch.runtime.database import CONNECTION_LOST_ERRORS
+from firewatch.runtime.database import CONNECTION_LOST_ERRORS, connection_lost
 
 log = structlog.get_logger(__name__)
 
@@ -175,6 +175,8 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
 
 
 async def _unavailable(request: Request, exc: Exception) -> ProblemResponse:
+    if isinstance(exc, _MISUSE_PRONE) and not connection_lost(exc):
+        return await _unexpected(request, exc)  # our bug, not a backend that went away
     log.warning("dependency unavailable", error_type=type(exc).__name__, path=request.url.path)
     return problem(
         503,
@@ -200,6 +202,9 @@ async def _unexpected(request: Request, exc: Exception) -> ProblemResponse:
         response.headers[name.decode()] = value.decode()
     return response
 
+
+# Registered as unavailable, but a 503 only when they say the connection is gone.
+_MISUSE_PRONE = (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.InternalClientError)
 
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     *CONNECTION_LOST_ERRORS,

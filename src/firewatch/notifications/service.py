@@ -37,7 +37,7 @@ from firewatch.notifications.model import (
     slack_message,
 )
 from firewatch.observability import metrics, tracing
-from firewatch.runtime.database import CONNECTION_LOST_ERRORS, Conn, PgPool
+from firewatch.runtime.database import Conn, PgPool, connection_lost
 from firewatch.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -335,7 +335,7 @@ class Worker:
 
 
 def _log_loop_error(event: str, exc: Exception) -> None:
-    if isinstance(exc, (*CONNECTION_LOST_ERRORS, OSError, asyncpg.PostgresError, TimeoutError)):
+    if connection_lost(exc) or isinstance(exc, (OSError, asyncpg.PostgresError, TimeoutError)):
         log.warning(event, error_type=type(exc).__name__)
     else:  # not foreseen: keep the traceback for whoever reads the log
         log.error(event, error_type=type(exc).__name__, exc_info=exc)

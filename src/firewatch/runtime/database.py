@@ -40,6 +40,30 @@ CONNECTION_LOST_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.exceptions.InterfaceError,
 )
 
+# InterfaceError and InternalClientError are also what asyncpg raises for mistakes in
+# our own code ("the server expects 2 arguments for this query, 1 was passed", "Bind:
+# expected a sequence", a connection used by two tasks at once): those are bugs, a 500
+# with a traceback, not a 503 that says "retry shortly". Of these two classes only
+# what says the connection or the pool is gone counts as lost.
+_LOST_MARKERS = (
+    "connection is closed",
+    "connection was closed",
+    "pool is closing",
+    "pool is closed",
+    "cannot switch to state",  # a backend terminated while idle (see above)
+)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection is gone (see :data:`CONNECTION_LOST_ERRORS`),
+    rather than that our code used it wrongly."""
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)):
+        return True
+    if type(exc) in (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.InternalClientError):
+        text = str(exc)
+        return any(marker in text for marker in _LOST_MARKERS)
+    return False
+
 
 def _encode_json(value: Any) -> str:
     return orjson.dumps(value).decode()
