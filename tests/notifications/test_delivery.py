@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from firewatch.notifications import service
-from firewatch.runtime.database import PgPool
+from firewatch.runtime.database import PgPool, create_pool
 from tests.alerts.conftest import load_fixture
 from tests.notifications.receiver import receiver
 
@@ -328,3 +329,43 @@ async def test_retention_purges_old_rows_in_batches(
     # nothing younger than the cut-off goes
     later = await service.purge_once(pool, cfg, now=datetime.now(UTC) - timedelta(days=1))
     assert later["alerts"] == 0
+
+
+async def test_the_listening_connection_never_goes_back_to_the_pool_listening(
+    database_url: str,
+) -> None:
+    """Pooled connections carry no session state: when the listen loop ends (here:
+    cancelled, as at shutdown), its LISTENing connection is closed, not handed to the
+    next caller still subscribed (the pool does not UNLISTEN on release)."""
+    one = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        worker = service.Worker(one, service.WorkerConfig())
+        task = asyncio.create_task(worker._listen_loop())
+        deadline = time.monotonic() + 10
+        while not worker._wake.is_set():  # set once add_listener has run
+            assert time.monotonic() < deadline, "the worker never listened"
+            await asyncio.sleep(0.05)
+        listening_pid = await _listening_backend(database_url)
+        assert listening_pid is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with one.acquire() as conn:  # the pool's only connection
+            assert await conn.fetchval("SELECT pg_backend_pid()") != listening_pid
+            assert await conn.fetch("SELECT pg_listening_channels()") == []
+        assert await _listening_backend(database_url) is None
+    finally:
+        await one.close()
+
+
+async def _listening_backend(database_url: str) -> int | None:
+    """The pid of a firewatch backend of this database waiting in LISTEN, if any."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        pid: int | None = await conn.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'firewatch' AND query LIKE 'LISTEN%' LIMIT 1"
+        )
+        return pid
+    finally:
+        await conn.close()

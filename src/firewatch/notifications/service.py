@@ -311,8 +311,14 @@ class Worker:
             except Exception as exc:
                 _log_loop_error("notification listener unavailable", exc)
             finally:
+                # Closed before it goes back, whatever ended the loop (lost, cancelled at
+                # shutdown, add_listener failed): pooled connections carry no session
+                # state (runtime/database.py), and the pool skips UNLISTEN on release.
+                # Terminating hands its slot back to the pool, which opens a fresh
+                # connection in its place; a connection the server already ended was
+                # handed back by asyncpg itself (its proxy then refuses every call).
                 with contextlib.suppress(Exception):
-                    await listener.remove_listener(store.WAKE_CHANNEL, self._on_notify)
+                    listener.terminate()
                 with contextlib.suppress(Exception):
                     await self.pool.release(listener)
             await asyncio.sleep(LISTEN_RETRY_SECONDS)
