@@ -7,12 +7,15 @@ import os
 import secrets
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Annotated
 
 import asyncpg
+import structlog
 import typer
 import uvicorn
 
@@ -36,6 +39,10 @@ cli = typer.Typer(
 )
 
 EMBEDDED_DATABASE = "firewatch"
+#: How often `serve` checks its embedded servers and the suggester process.
+SUPERVISE_SECONDS = 1.0
+
+log = structlog.get_logger(__name__)
 
 
 def _settings() -> Settings:
@@ -58,13 +65,16 @@ async def _ensure_database(admin_dsn: str, name: str) -> None:
 
 
 @contextmanager
-def resolved_servers(settings: Settings) -> Iterator[Settings]:
+def resolved_servers(
+    settings: Settings, started: list[EmbeddedPostgres | EmbeddedRedis] | None = None
+) -> Iterator[Settings]:
     """Start the embedded servers that are not configured; yield settings with URLs.
 
     The URLs are exported to the environment so that uvicorn's worker processes
-    (which load settings afresh) reach the same servers.
+    (which load settings afresh) reach the same servers. The servers started are
+    appended to ``started`` (for `serve` to watch them).
     """
-    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    started = [] if started is None else started
     try:
         if settings.database_url is None:
             pg = EmbeddedPostgres(settings.data_dir)
@@ -108,14 +118,79 @@ def serve(
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default
     # action that would kill the process before the embedded servers are stopped.
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    with resolved_servers(settings) as resolved:
+    embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
+    with resolved_servers(settings, embedded) as resolved:
         migrate_before_workers(resolved)
         _prepare_security(resolved)
-        suggester = similar_suggester.start(resolved)  # its own process (see there)
+        supervisor = _Supervisor(resolved, embedded)
         try:
             _run_uvicorn(resolved)
+        except SystemExit:  # the SIGTERM, an operator's or the supervisor's
+            if supervisor.failure is None:
+                raise
         finally:
-            similar_suggester.stop(suggester)
+            supervisor.stop()
+        if supervisor.failure is not None:
+            typer.echo(f"firewatch: {supervisor.failure}", err=True)
+            raise typer.Exit(1)
+
+
+class _Supervisor:
+    """Watches what `serve` runs beside uvicorn, every ``SUPERVISE_SECONDS``.
+
+    The suggester process (started here) is started again when it dies, with an
+    error in the log. An embedded server that dies (killed, out of memory) is not
+    replaced behind the workers' backs: `serve` shuts down and exits 1 saying which
+    one, rather than answering 503 for ever; the next start reuses its data.
+    """
+
+    def __init__(self, settings: Settings, embedded: list[EmbeddedPostgres | EmbeddedRedis]):
+        self.failure: str | None = None
+        self._settings = settings
+        self._embedded = embedded
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._suggester = similar_suggester.start(settings)  # its own process (see there)
+        self._started_at = time.monotonic()
+        self._backoff = 0.5
+        self._restart_at = 0.0
+        self._thread = threading.Thread(target=self._watch, name="serve-supervisor", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(SUPERVISE_SECONDS):
+            for server in self._embedded:
+                if not server.alive():
+                    self.failure = (
+                        f"the {server.name} that serve started in {self._settings.data_dir} "
+                        "exited; stopping (start firewatch again to restart it with its data)"
+                    )
+                    log.error("embedded server exited; stopping", server=server.name)
+                    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn drains and returns
+                    return
+            with self._lock:
+                process = self._suggester
+                if self._stopping.is_set() or process is None or process.is_alive():
+                    continue
+                if self._restart_at <= self._started_at:  # once per death, not per check
+                    lived = time.monotonic() - self._started_at
+                    # a crash loop backs off to a start a minute; a long life resets it
+                    self._backoff = 1.0 if lived > 60 else min(60.0, self._backoff * 2)
+                    log.error(
+                        "similar-incident suggester exited; starting it again",
+                        exitcode=process.exitcode,
+                        in_seconds=self._backoff,
+                    )
+                    self._restart_at = time.monotonic() + self._backoff
+                if time.monotonic() >= self._restart_at:
+                    self._suggester = similar_suggester.start(self._settings)
+                    self._started_at = time.monotonic()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        with self._lock:
+            similar_suggester.stop(self._suggester)
 
 
 def migrate_before_workers(settings: Settings) -> None:

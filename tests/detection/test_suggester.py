@@ -165,3 +165,37 @@ async def test_serve_runs_one_suggester_and_takes_it_down_with_it(
         incident = await _open(db, "checkout ranker AUC dropped after retrain")
         assert await _suggested(db, incident, seconds=60)
     assert not children[0].is_running() or children[0].status() == psutil.STATUS_ZOMBIE
+
+
+async def test_serve_starts_a_killed_suggester_again(
+    fresh_database: str, redis_url: str, tmp_path: Path, db: PgPool
+) -> None:
+    env = {
+        "FIREWATCH_DATABASE_URL": fresh_database,
+        "FIREWATCH_REDIS_URL": redis_url,
+        "FIREWATCH_DATA_DIR": str(tmp_path / "data"),
+        "FIREWATCH_SIMILAR_SUGGEST_INTERVAL": "0.2",
+    }
+
+    def suggesters(pid: int) -> list[psutil.Process]:
+        return [
+            p
+            for p in psutil.Process(pid).children()
+            if "resource_tracker" not in " ".join(p.cmdline())
+            and p.status() != psutil.STATUS_ZOMBIE
+        ]
+
+    with servers.live_server(env, tmp_path / "serve.log") as server:
+        [first] = suggesters(server.process.pid)
+        first.kill()  # as the OOM killer would
+        first.wait(10)
+        for _ in range(100):
+            if suggesters(server.process.pid):
+                break
+            await asyncio.sleep(0.1)
+        [second] = suggesters(server.process.pid)
+        assert second.pid != first.pid
+        assert "similar-incident suggester exited; starting it again" in server.log()
+        incident = await _open(db, "feature store lag after the suggester was killed")
+        assert await _suggested(db, incident, seconds=20), server.log()[-3000:]
+    assert not second.is_running() or second.status() == psutil.STATUS_ZOMBIE

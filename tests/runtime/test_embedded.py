@@ -41,3 +41,36 @@ def test_embedded_start_serve_stop_restart_keeps_data(tmp_path: Path) -> None:
         r = httpx.get(f"{server.base_url}/api/v1/incidents/{ref}", headers=bearer(server.base_url))
         assert r.status_code == 200
         assert r.json()["title"] == "embedded survives restarts"
+
+
+def test_embedded_after_a_hard_kill_and_a_dead_postgres(tmp_path: Path) -> None:
+    """SIGKILL of serve (the OOM killer), then of its embedded PostgreSQL: each restart
+    finds the data, a dead embedded server stops serve with exit 1 and a message
+    instead of 503s for ever, and a later SIGTERM leaves nothing running."""
+    data_dir = tmp_path / "data"
+    env = {"FIREWATCH_DATA_DIR": str(data_dir), "FIREWATCH_SIMILAR_SUGGEST_INTERVAL": "0"}
+    with live_server(env, tmp_path / "first.log") as server:
+        r = httpx.post(
+            f"{server.base_url}/api/v1/incidents",
+            json={"title": "survives a SIGKILL", "severity": "SEV4"},
+            headers=bearer(server.base_url),
+        )
+        assert r.status_code == 201, r.text
+        ref = r.json()["id"]
+        server.process.kill()
+        server.process.wait()
+    # the servers outlive a SIGKILL; the next start takes them over
+    with live_server(env, tmp_path / "second.log") as server:
+        r = httpx.get(f"{server.base_url}/api/v1/incidents/{ref}", headers=bearer(server.base_url))
+        assert r.status_code == 200
+        postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        psutil.Process(postmaster).kill()
+        assert server.process.wait(timeout=20) == 1
+        assert "the embedded PostgreSQL that serve started in" in server.log()
+    with live_server(env, tmp_path / "third.log") as server:
+        r = httpx.get(f"{server.base_url}/api/v1/incidents/{ref}", headers=bearer(server.base_url))
+        assert r.status_code == 200
+        assert r.json()["title"] == "survives a SIGKILL"
+    # the start after the SIGKILL was the last holder of the server, and stopped it
+    _gone, alive = psutil.wait_procs(_servers_on(data_dir), timeout=15)
+    assert alive == [], f"left running: {[p.info['cmdline'] for p in alive]}"
