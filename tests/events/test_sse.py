@@ -215,3 +215,47 @@ async def test_an_open_stream_does_not_spend_the_request_budget(
         assert await redis.get(f"fw:rl:api:{name}") == counted
     finally:
         await stream.aclose()
+
+
+async def _kill_subscribers(redis_url: str) -> int:
+    """CLIENT KILL every pub/sub connection to this run's Redis database (only)."""
+    redis = create_redis(redis_url)
+    try:
+        db = redis.connection_pool.connection_kwargs.get("db", 0)
+        killed = 0
+        for c in await redis.client_list():
+            if int(c["db"]) == db and "P" in c["flags"]:
+                killed += int(await redis.client_kill_filter(_id=c["id"]))
+        return killed
+    finally:
+        await redis.aclose()
+
+
+async def _subscribers(redis_url: str) -> int:
+    redis = create_redis(redis_url)
+    try:
+        [(_, count)] = await redis.pubsub_numsub(events_service.channel(redis))
+        return int(count)
+    finally:
+        await redis.aclose()
+
+
+async def test_a_stream_outlives_its_killed_redis_connection(
+    replica: str, client: httpx.AsyncClient, admin_token: str, redis_url: str
+) -> None:
+    """A stream whose pub/sub connection Redis closed used to end mid-chunk with an
+    ASGI traceback; it now goes on from the timeline poll and subscribes again."""
+    stream = events(replica, admin_token)
+    assert await asyncio.wait_for(anext(stream), 60) == {"ready": True}
+    assert await _kill_subscribers(redis_url) >= 1
+    r = await client.post(AM, json=payload())
+    ref = r.json()["incident"]
+    await next_matching(stream, ref, "created")  # the stream is still open
+    for _ in range(50):  # and subscribed again
+        if await _subscribers(redis_url) >= 1:
+            break
+        await asyncio.sleep(0.2)
+    assert await _subscribers(redis_url) >= 1
+    r = await client.post(AM, json=payload())
+    await next_matching(stream, r.json()["incident"], "created")
+    await stream.aclose()

@@ -137,9 +137,23 @@ async def stream(
         next_poll = loop.time() + POLL_SECONDS
         idle_since = loop.time()
         checked = loop.time()
+        subscribed = True
         while True:
             timeout = max(0.0, next_poll - loop.time())
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            message = None
+            try:
+                # after a lost connection this connects again and resubscribes
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+                if not subscribed:
+                    log.info("live events resubscribed")
+                    subscribed = True
+            except (RedisError, OSError) as exc:
+                # Redis went away (restart, failover, CLIENT KILL): carry on from the
+                # timeline poll, which loses nothing, and resubscribe at the next turn
+                if subscribed:
+                    log.warning("live events subscription lost", error_type=type(exc).__name__)
+                    subscribed = False
+                await asyncio.sleep(max(0.0, next_poll - loop.time()))
             if still_allowed is not None and loop.time() - checked >= POLL_SECONDS:
                 if not await still_allowed():
                     return
