@@ -146,21 +146,31 @@ def test_no_process_when_suggestions_are_off(suggester_settings: Settings) -> No
     assert suggester.start(off) is None
 
 
-async def test_serve_runs_one_suggester_and_takes_it_down_with_it(
-    fresh_database: str, redis_url: str, tmp_path: Path, db: PgPool
-) -> None:
-    env = {
-        "FIREWATCH_DATABASE_URL": fresh_database,
+def _serve_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "FIREWATCH_DATABASE_URL": database_url,
         "FIREWATCH_REDIS_URL": redis_url,
         "FIREWATCH_DATA_DIR": str(tmp_path / "data"),
         "FIREWATCH_SIMILAR_SUGGEST_INTERVAL": "0.2",
     }
+
+
+def _suggesters(serve_pid: int) -> list[psutil.Process]:
+    """The live child processes of `serve` that are not multiprocessing's tracker:
+    with one worker serving in-process, the suggester."""
+    return [
+        p
+        for p in psutil.Process(serve_pid).children()
+        if "resource_tracker" not in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE
+    ]
+
+
+async def test_serve_runs_one_suggester_and_takes_it_down_with_it(
+    fresh_database: str, redis_url: str, tmp_path: Path, db: PgPool
+) -> None:
+    env = _serve_env(fresh_database, redis_url, tmp_path)
     with servers.live_server(env, tmp_path / "serve.log") as server:
-        children = [
-            p
-            for p in psutil.Process(server.process.pid).children()
-            if "resource_tracker" not in " ".join(p.cmdline())
-        ]
+        children = _suggesters(server.process.pid)
         assert len(children) == 1  # one worker serves in-process; this is the suggester
         incident = await _open(db, "checkout ranker AUC dropped after retrain")
         assert await _suggested(db, incident, seconds=60)
@@ -170,30 +180,16 @@ async def test_serve_runs_one_suggester_and_takes_it_down_with_it(
 async def test_serve_starts_a_killed_suggester_again(
     fresh_database: str, redis_url: str, tmp_path: Path, db: PgPool
 ) -> None:
-    env = {
-        "FIREWATCH_DATABASE_URL": fresh_database,
-        "FIREWATCH_REDIS_URL": redis_url,
-        "FIREWATCH_DATA_DIR": str(tmp_path / "data"),
-        "FIREWATCH_SIMILAR_SUGGEST_INTERVAL": "0.2",
-    }
-
-    def suggesters(pid: int) -> list[psutil.Process]:
-        return [
-            p
-            for p in psutil.Process(pid).children()
-            if "resource_tracker" not in " ".join(p.cmdline())
-            and p.status() != psutil.STATUS_ZOMBIE
-        ]
-
+    env = _serve_env(fresh_database, redis_url, tmp_path)
     with servers.live_server(env, tmp_path / "serve.log") as server:
-        [first] = suggesters(server.process.pid)
+        [first] = _suggesters(server.process.pid)
         first.kill()  # as the OOM killer would
         first.wait(10)
         for _ in range(100):
-            if suggesters(server.process.pid):
+            if _suggesters(server.process.pid):
                 break
             await asyncio.sleep(0.1)
-        [second] = suggesters(server.process.pid)
+        [second] = _suggesters(server.process.pid)
         assert second.pid != first.pid
         assert "similar-incident suggester exited; starting it again" in server.log()
         incident = await _open(db, "feature store lag after the suggester was killed")

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.servers import bearer, live_server
+from tests.servers import LiveServer, bearer, live_server
 
 
 def _servers_on(data_dir: Path) -> list[psutil.Process]:
@@ -20,18 +20,24 @@ def _servers_on(data_dir: Path) -> list[psutil.Process]:
     ]
 
 
+def _create(server: LiveServer, title: str) -> str:
+    """Open an incident on ``server``; its reference."""
+    r = httpx.post(
+        f"{server.base_url}/api/v1/incidents",
+        json={"title": title, "severity": "SEV4"},
+        headers=bearer(server.base_url),
+    )
+    assert r.status_code == 201, r.text
+    ref: str = r.json()["id"]
+    return ref
+
+
 def test_embedded_start_serve_stop_restart_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = {"FIREWATCH_DATA_DIR": str(data_dir)}
     # no FIREWATCH_DATABASE_URL / FIREWATCH_REDIS_URL: live_server drops them from the env
     with live_server(env, tmp_path / "first.log") as server:
-        r = httpx.post(
-            f"{server.base_url}/api/v1/incidents",
-            json={"title": "embedded survives restarts", "severity": "SEV4"},
-            headers=bearer(server.base_url),
-        )
-        assert r.status_code == 201, r.text
-        ref = r.json()["id"]
+        ref = _create(server, "embedded survives restarts")
         assert "embedded PostgreSQL" in server.log()
         assert _servers_on(data_dir / "postgres"), "embedded postgres runs while serving"
     # after SIGTERM, firewatch stops the embedded servers it started
@@ -50,13 +56,7 @@ def test_embedded_after_a_hard_kill_and_a_dead_postgres(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = {"FIREWATCH_DATA_DIR": str(data_dir), "FIREWATCH_SIMILAR_SUGGEST_INTERVAL": "0"}
     with live_server(env, tmp_path / "first.log") as server:
-        r = httpx.post(
-            f"{server.base_url}/api/v1/incidents",
-            json={"title": "survives a SIGKILL", "severity": "SEV4"},
-            headers=bearer(server.base_url),
-        )
-        assert r.status_code == 201, r.text
-        ref = r.json()["id"]
+        ref = _create(server, "survives a SIGKILL")
         server.process.kill()
         server.process.wait()
     # the servers outlive a SIGKILL; the next start takes them over
