@@ -51,6 +51,9 @@ def test_scrub_text_recognises_each_kind_of_secret() -> None:
         # a quoted value is secret up to its closing quote, spaces included
         ("password = 'correct horse battery'", "horse battery"),
         ('{"api_key": "k1 k2-secret-tail", "n": 1}', "k2-secret-tail"),
+        # ... and holding the other quote character
+        ('password="it\'s my-secret-tail"', "my-secret-tail"),
+        ("token='say \"hi\" then-secret-tail'", "then-secret-tail"),
         # the other words that name secrets (README: cookie, dsn, ...) in key=value text
         ("Cookie: sid=abcdef123456; Path=/", "abcdef123456"),
         ("credential=abcdef123456", "abcdef123456"),
