@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -153,6 +155,51 @@ async def test_unreachable_receiver_is_retried(
     note = (await notifications_of(client, ref))[0]
     assert note["attempts"] == FAST.max_attempts
     assert note["last_error"] == "ConnectError"
+
+
+async def test_a_notification_that_cannot_be_handled_is_dead_lettered_not_retried_forever(
+    client: httpx.AsyncClient, pool: PgPool, svc: str
+) -> None:
+    """A poison row must not stall the queue behind it. This destination's URL passes
+    the API's check (http, a host), but httpx refuses its port: every attempt at it
+    raises ``httpx.InvalidURL`` (no ``httpx.HTTPError``) before an outcome is recorded.
+    It used to roll back, stay pending with no attempt counted and be claimed again on
+    every poll, first in line, forever. Now it is a failed attempt like any other."""
+    cfg = dataclasses.replace(FAST, poll_interval=0.02, concurrency=1)
+    bad_url = "http://127.0.0.1:0x50/secret-path"
+    with receiver() as rx:
+        bad = await destination(client, svc, bad_url)
+        await destination(client, svc, rx.url)
+        first = (await client.post(AM, json=alert_payload(svc))).json()["incident"]
+        [poison] = [
+            n for n in await notifications_of(client, first) if n["destination_id"] == bad["id"]
+        ]
+        behind = [
+            (await client.post(AM, json=alert_payload(svc))).json()["incident"] for _ in range(3)
+        ]
+
+        async def settled() -> bool:
+            note = (await client.get(f"/api/v1/notifications/{poison['id']}")).json()
+            return len(rx.delivered) == 4 and note["status"] == "dead"
+
+        worker = service.Worker(pool, cfg)
+        async with httpx.AsyncClient() as http:
+            loop = asyncio.create_task(worker._deliver_loop(http))  # the real loop
+            try:
+                deadline = time.monotonic() + 15
+                while not await settled():
+                    assert time.monotonic() < deadline, (len(rx.delivered), poison)
+                    await asyncio.sleep(0.05)
+            finally:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
+    assert {m.json()["incident"]["id"] for m in rx.delivered} == {first, *behind}
+    detail = (await client.get(f"/api/v1/notifications/{poison['id']}")).json()
+    assert detail["attempts"] == cfg.max_attempts
+    assert [a["outcome"] for a in detail["attempts_log"]] == ["retry"] * 3 + ["dead"]
+    assert {a["error"] for a in detail["attempts_log"]} == {"InvalidURL"}  # the type only
+    assert detail["last_error"] == "InvalidURL"
 
 
 async def test_filters_by_severity_service_and_kind(client: httpx.AsyncClient, svc: str) -> None:

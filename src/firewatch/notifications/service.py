@@ -176,57 +176,110 @@ async def deliver_one(pool: PgPool, http: httpx.AsyncClient, cfg: WorkerConfig) 
 
 
 async def _deliver_due(pool: PgPool, http: httpx.AsyncClient, cfg: WorkerConfig) -> bool:
-    async with pool.acquire() as conn, conn.transaction():
-        row = await store.claim_due(conn)
-        if row is None:
-            return False
-        attempt = row["attempts"] + 1
-        body, headers = render(row, time.time())
-        started = time.monotonic()
-        status_code: int | None = None
-        error: str | None = None
-        # The delivery span continues the trace of the change that queued it; the
-        # URL's path is left out of it (a Slack webhook path is the secret).
-        with tracing.notification_span(
-            row["kind"], row["url"], parent=row["traceparent"], with_path=False
-        ) as span:
-            tracing.inject_trace_headers(headers)
-            try:
-                response = await http.post(
-                    row["url"], content=body, headers=headers, timeout=cfg.timeout
-                )
-                status_code = response.status_code
-                tracing.set_http_status(span, status_code)
-                if not 200 <= status_code < 300:
-                    error = f"HTTP {status_code}"
-            except httpx.HTTPError as exc:
-                # The exception text may hold the URL (a Slack URL is a secret): type only.
-                error = type(exc).__name__
-                tracing.set_error(span, error)
-        duration_ms = int((time.monotonic() - started) * 1000)
-        next_at: datetime | None = None
-        if error is None:
-            outcome = "delivered"
-        elif is_retryable(status_code) and attempt < cfg.max_attempts:
-            outcome = "retry"
-            delay = backoff_seconds(attempt, base=cfg.backoff_base, cap=cfg.backoff_max)
-            next_at = datetime.now(UTC) + timedelta(seconds=delay)
-        else:
-            outcome = "dead"
-        await store.record_attempt(
-            conn,
-            row["id"],
-            attempt=attempt,
-            duration_ms=duration_ms,
-            status_code=status_code,
-            error=error,
-            outcome=outcome,
-            next_attempt_at=next_at,
+    row: asyncpg.Record | None = None
+    began = time.monotonic()
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await store.claim_due(conn)
+            if row is None:
+                return False
+            attempt = row["attempts"] + 1
+            body, headers = render(row, time.time())
+            started = time.monotonic()
+            status_code: int | None = None
+            error: str | None = None
+            # The delivery span continues the trace of the change that queued it; the
+            # URL's path is left out of it (a Slack webhook path is the secret).
+            with tracing.notification_span(
+                row["kind"], row["url"], parent=row["traceparent"], with_path=False
+            ) as span:
+                tracing.inject_trace_headers(headers)
+                try:
+                    response = await http.post(
+                        row["url"], content=body, headers=headers, timeout=cfg.timeout
+                    )
+                    status_code = response.status_code
+                    tracing.set_http_status(span, status_code)
+                    if not 200 <= status_code < 300:
+                        error = f"HTTP {status_code}"
+                except httpx.HTTPError as exc:
+                    # The exception text may hold the URL (a Slack URL is a secret): type only.
+                    error = type(exc).__name__
+                    tracing.set_error(span, error)
+            duration_ms = int((time.monotonic() - started) * 1000)
+            outcome, next_at = _outcome(cfg, attempt, error, status_code)
+            await store.record_attempt(
+                conn,
+                row["id"],
+                attempt=attempt,
+                duration_ms=duration_ms,
+                status_code=status_code,
+                error=error,
+                outcome=outcome,
+                next_attempt_at=next_at,
+            )
+    except Exception as exc:
+        if row is None or _infrastructure_error(exc):
+            raise  # the database's trouble, not the row's: it stays as it was
+        # The row's own (its data fails rendering, its URL, a bug): rolled back and
+        # left as it was, it would be claimed again on every poll, forever.
+        log.error(
+            "notification delivery failed",
+            notification=row["id"],
+            error_type=type(exc).__name__,
+            exc_info=exc,
         )
+        attempt = row["attempts"] + 1
+        counted = await _record_unhandled(pool, cfg, row, exc, began)
+        if counted is None:
+            return True
+        outcome = counted
     metrics.record_notification(outcome)
     if outcome == "dead":
         log.warning("notification dead-lettered", notification=row["id"], attempts=attempt)
     return True
+
+
+def _outcome(
+    cfg: WorkerConfig, attempt: int, error: str | None, status_code: int | None
+) -> tuple[str, datetime | None]:
+    """``delivered``, ``retry`` (and when) or ``dead`` after attempt number ``attempt``."""
+    if error is None:
+        return "delivered", None
+    if is_retryable(status_code) and attempt < cfg.max_attempts:
+        delay = backoff_seconds(attempt, base=cfg.backoff_base, cap=cfg.backoff_max)
+        return "retry", datetime.now(UTC) + timedelta(seconds=delay)
+    return "dead", None
+
+
+async def _record_unhandled(
+    pool: PgPool, cfg: WorkerConfig, row: asyncpg.Record, exc: Exception, began: float
+) -> str | None:
+    """Count an exception raised while handling ``row`` as a failed attempt (retried
+    with backoff, dead-lettered after ``max_attempts``), like a receiver's error; the
+    error recorded is its type only (its text may hold the URL, a secret).
+
+    Its own transaction, from the claimed row's id and attempt count alone: nothing
+    of what failed runs again. None when the row moved on since (another worker has
+    it, or counted or delivered it): nothing is recorded then.
+    """
+    attempt = row["attempts"] + 1
+    error = type(exc).__name__
+    outcome, next_at = _outcome(cfg, attempt, error, None)
+    async with pool.acquire() as conn, conn.transaction():
+        if not await store.lock_pending(conn, row["id"], attempts=row["attempts"]):
+            return None
+        await store.record_attempt(
+            conn,
+            row["id"],
+            attempt=attempt,
+            duration_ms=int((time.monotonic() - began) * 1000),
+            status_code=None,
+            error=error,
+            outcome=outcome,
+            next_attempt_at=next_at,
+        )
+    return outcome
 
 
 async def purge_once(
@@ -340,8 +393,13 @@ class Worker:
             tg.create_task(self._retention_loop())
 
 
+def _infrastructure_error(exc: Exception) -> bool:
+    """A lost connection, the database's error, a timeout: nothing of one row's own."""
+    return connection_lost(exc) or isinstance(exc, (OSError, asyncpg.PostgresError, TimeoutError))
+
+
 def _log_loop_error(event: str, exc: Exception) -> None:
-    if connection_lost(exc) or isinstance(exc, (OSError, asyncpg.PostgresError, TimeoutError)):
+    if _infrastructure_error(exc):
         log.warning(event, error_type=type(exc).__name__)
     else:  # not foreseen: keep the traceback for whoever reads the log
         log.error(event, error_type=type(exc).__name__, exc_info=exc)

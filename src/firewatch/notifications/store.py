@@ -119,6 +119,18 @@ async def claim_due(conn: Conn) -> asyncpg.Record | None:
     return await conn.fetchrow(_CLAIM)
 
 
+async def lock_pending(conn: Conn, notification_id: int, *, attempts: int) -> bool:
+    """Lock notification ``notification_id`` if it is still pending after ``attempts``
+    attempts and no other worker holds it (False otherwise: it moved on)."""
+    locked = await conn.fetchval(
+        "SELECT true FROM notifications WHERE id = $1 AND status = 'pending' AND attempts = $2 "
+        "FOR UPDATE SKIP LOCKED",
+        notification_id,
+        attempts,
+    )
+    return locked is not None
+
+
 async def record_attempt(
     conn: Conn,
     notification_id: int,
