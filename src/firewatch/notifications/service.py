@@ -6,7 +6,10 @@ worker killed mid-delivery therefore commits nothing: the lock goes with its
 connection and the notification is still pending for the next worker. Several
 workers never deliver the same row at once, because each skips locked rows. A
 receiver may see a notification twice (a crash after it answered, before our
-commit): ``X-Firewatch-Delivery`` carries the id to deduplicate on.
+commit): ``X-Firewatch-Delivery`` carries the id to deduplicate on. An error of the
+row's own (not the database's) rolls that transaction back and is then counted as a
+failed attempt in a transaction of its own, so a row that always fails is
+dead-lettered like one whose receiver always fails, not claimed again forever.
 """
 
 from __future__ import annotations
