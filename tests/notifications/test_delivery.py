@@ -19,6 +19,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import structlog
+import structlog.testing
 
 from firewatch.notifications import service
 from firewatch.runtime.database import PgPool, create_pool
@@ -184,16 +186,24 @@ async def test_a_notification_that_cannot_be_handled_is_dead_lettered_not_retrie
 
         worker = service.Worker(pool, cfg)
         async with httpx.AsyncClient() as http:
-            loop = asyncio.create_task(worker._deliver_loop(http))  # the real loop
-            try:
-                deadline = time.monotonic() + 15
-                while not await settled():
-                    assert time.monotonic() < deadline, (len(rx.delivered), poison)
-                    await asyncio.sleep(0.05)
-            finally:
-                loop.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loop
+            with structlog.testing.capture_logs() as logs:
+                loop = asyncio.create_task(worker._deliver_loop(http))  # the real loop
+                try:
+                    deadline = time.monotonic() + 15
+                    while not await settled():
+                        assert time.monotonic() < deadline, (len(rx.delivered), poison)
+                        await asyncio.sleep(0.05)
+                finally:
+                    loop.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await loop
+    failed = [e for e in logs if e["event"] == "notification delivery failed"]
+    assert sum(e["notification"] == poison["id"] for e in failed) == cfg.max_attempts
+    assert failed[0]["error_type"] == "InvalidURL"
+    assert failed[0]["raised_at"]  # where, for whoever debugs it
+    # never the error's message or traceback: it can quote the URL, which carries tokens
+    assert "secret-path" not in repr(logs)
+    assert all("exc_info" not in e for e in failed)
     assert {m.json()["incident"]["id"] for m in rx.delivered} == {first, *behind}
     detail = (await client.get(f"/api/v1/notifications/{poison['id']}")).json()
     assert detail["attempts"] == cfg.max_attempts

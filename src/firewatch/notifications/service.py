@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import secrets
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -226,11 +228,13 @@ async def _deliver_due(pool: PgPool, http: httpx.AsyncClient, cfg: WorkerConfig)
             raise  # the database's trouble, not the row's: it stays as it was
         # The row's own (its data fails rendering, its URL, a bug): rolled back and
         # left as it was, it would be claimed again on every poll, forever.
+        # The type and where it was raised, not the message or traceback: an error
+        # about a destination can quote its URL, and URLs carry tokens (README).
         log.error(
             "notification delivery failed",
             notification=row["id"],
             error_type=type(exc).__name__,
-            exc_info=exc,
+            raised_at=_raised_at(exc),
         )
         attempt = row["attempts"] + 1
         counted = await _record_unhandled(pool, cfg, row, exc, began)
@@ -253,6 +257,15 @@ def _outcome(
         delay = backoff_seconds(attempt, base=cfg.backoff_base, cap=cfg.backoff_max)
         return "retry", datetime.now(UTC) + timedelta(seconds=delay)
     return "dead", None
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """``file:line in function`` of the innermost frame of ``exc``'s traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return None
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
 async def _record_unhandled(
