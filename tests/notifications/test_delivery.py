@@ -162,15 +162,19 @@ async def test_unreachable_receiver_is_retried(
 async def test_a_notification_that_cannot_be_handled_is_dead_lettered_not_retried_forever(
     client: httpx.AsyncClient, pool: PgPool, svc: str
 ) -> None:
-    """A poison row must not stall the queue behind it. This destination's URL passes
-    the API's check (http, a host), but httpx refuses its port: every attempt at it
+    """A poison row must not stall the queue behind it. This destination's URL (stored
+    before the API refused such URLs) has a port httpx refuses: every attempt at it
     raises ``httpx.InvalidURL`` (no ``httpx.HTTPError``) before an outcome is recorded.
     It used to roll back, stay pending with no attempt counted and be claimed again on
     every poll, first in line, forever. Now it is a failed attempt like any other."""
     cfg = dataclasses.replace(FAST, poll_interval=0.02, concurrency=1)
     bad_url = "http://127.0.0.1:0x50/secret-path"
     with receiver() as rx:
-        bad = await destination(client, svc, bad_url)
+        bad = await destination(client, svc, "http://127.0.0.1:9/secret-path")
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE notification_destinations SET url = $2 WHERE id = $1", bad["id"], bad_url
+            )
         await destination(client, svc, rx.url)
         first = (await client.post(AM, json=alert_payload(svc))).json()["incident"]
         [poison] = [
@@ -251,6 +255,12 @@ async def test_destination_validation(client: httpx.AsyncClient) -> None:
     assert r.status_code == 422
     r = await client.post(DEST, json={"name": "x", "kind": "pager", "url": "http://a.example/"})
     assert r.status_code == 422
+    # URLs that delivery could never send to: refused now, not dead-lettered later
+    for url in ("http://127.0.0.1:0x50/hook", "http://a.example:99999/", "http://[::1/hook"):
+        r = await client.post(DEST, json={"name": "x", "kind": "webhook", "url": url})
+        assert r.status_code == 422, (url, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == ["body.url"]
+        assert url not in r.text  # never echoed
 
 
 async def test_destination_name_over_the_column_limit_is_a_422(client: httpx.AsyncClient) -> None:

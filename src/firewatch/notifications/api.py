@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
@@ -45,11 +46,16 @@ class DestinationIn(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL")
         if any(ord(c) < 33 for c in value):
             raise ValueError("must not contain spaces or control characters")
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # a number in 0..65535, or ValueError
+            httpx.URL(value)  # what delivery will send to (it refuses e.g. port 0x50)
+        except (ValueError, httpx.InvalidURL):
+            raise ValueError("must be a valid http(s) URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL")
         return value
 
 
