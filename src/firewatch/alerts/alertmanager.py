@@ -23,6 +23,8 @@ from pydantic import (
     ValidationError,
 )
 
+from firewatch.errors import field_errors
+
 SUPPORTED_VERSION = "4"
 MAX_LABEL_VALUE = 4096
 MAX_ANNOTATION_VALUE = 32768
@@ -113,9 +115,7 @@ class PayloadError(Exception):
         self.status = status
         self.detail = detail
         if errors is None and field is not None:  # one location, as body_errors names them
-            errors = [
-                {"loc": field.split("."), "field": field, "type": "value_error", "msg": detail}
-            ]
+            errors = field_errors(detail, field)
         self.errors = errors or []
 
 

@@ -80,8 +80,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
                             "minItems": 1,
                             "items": _FIELD_ERROR_SCHEMA,
                             "description": "What was refused: field is the dotted location "
-                            "(body.password, query.from, header.if-match, path.name; in an "
-                            "ingested payload, relative to the body: alerts.0.labels)",
+                            "(body.password, query.from, header.if-match, path.name, "
+                            "body.alerts.0.labels)",
                         },
                     },
                 }

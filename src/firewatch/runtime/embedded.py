@@ -69,12 +69,13 @@ def _forget_dead_handles(pgdata: Path) -> None:
         return
     if not isinstance(pids, list):
         return
-    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    alive = [pid for pid in pids if isinstance(pid, int) and _running(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
 
 
 def _running(pid: int | None) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (dead, unreaped)."""
     import psutil  # a dependency of both embedded packages, not of firewatch
 
     if not pid:
@@ -83,16 +84,6 @@ def _running(pid: int | None) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 @dataclass
