@@ -3,12 +3,13 @@
 ``python -m bench.inprocess [--requests N] [--rounds R] [--post]`` seeds a throwaway
 database (the bench's servers, see README), then for each configuration builds the
 app as a worker does (``app_from_env`` in a fresh process), runs its lifespan, and
-calls the ASGI app directly N times per round with an admin token, timing the
-process's CPU (``time.process_time``: this process only, PostgreSQL and Redis are
-not in it). It prints the best round per configuration, beside the minimal app's
-(``bench/baselines/minimal.py``) on the same database. Far steadier than req/s
-under load, and what py-spy (``py-spy record -f raw -- python -m bench.inprocess``)
-should profile when a request got slower.
+calls the ASGI app directly N times per round (on uvloop, as uvicorn serves) with an
+admin token, timing the process's CPU (``time.process_time``: this process only,
+PostgreSQL and Redis are not in it). It prints the best round per configuration,
+beside the minimal app's (``bench/baselines/minimal.py``) on the same database. Far
+steadier than req/s under load, and what py-spy
+(``py-spy record -f raw -- python -m bench.inprocess``) should profile when a request
+got slower.
 
 Configurations: ``minimal``, ``plain`` (tracing and metrics off), ``metrics``,
 ``tracing-off`` (SDK on, ``always_off`` sampler), ``tracing-10`` (10%), ``tracing-all``
@@ -26,7 +27,6 @@ per cent (not one of under 2%).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:  # one configuration, in a fresh process (settings, SDK, logging)
-        cpu = asyncio.run(_child(args.child, args.post, args.requests, args.rounds))
+        import uvloop  # the event loop uvicorn serves on
+
+        cpu = uvloop.run(_child(args.child, args.post, args.requests, args.rounds))
         print(json.dumps(cpu))
         return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import redis as redis_sync
 
 from firewatch.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -187,3 +189,61 @@ def live_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+class OwnRedis:
+    """A redis-server child process on 127.0.0.1 that the test may stop and restart."""
+
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.args = args  # more redis-server options (--requirepass, --unixsocket, ...)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def password(self) -> str | None:
+        if "--requirepass" in self.args:
+            return self.args[self.args.index("--requirepass") + 1]
+        return None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None, "redis-server is installed by scripts/test-deps.sh"
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                *self.args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis_sync.Redis(
+                    port=self.port, socket_timeout=0.5, password=self.password
+                ).ping():
+                    return
+            except redis_sync.ConnectionError:
+                time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None

@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+            await app.state.auth.revocations.aclose()
             await app.state.redis.aclose()
             await app.state.pool.close()
             tracing.shutdown()

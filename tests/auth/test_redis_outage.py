@@ -3,14 +3,11 @@ and service recovers when Redis returns. Uses its own redis-server (never the sh
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis as redis_sync
 from fastapi import FastAPI
 from pydantic import SecretStr
 
@@ -18,55 +15,7 @@ from firewatch.app import create_app
 from firewatch.auth.principal import Role
 from firewatch.settings import Settings
 from tests.conftest import IntegrationKey, asgi_client, login_token, make_user
-from tests.servers import free_port
-
-
-class OwnRedis:
-    """A redis-server child process on 127.0.0.1 that the test may stop and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None, "redis-server is installed by scripts/test-deps.sh"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if redis_sync.Redis(port=self.port, socket_timeout=0.5).ping():
-                    return
-            except redis_sync.ConnectionError:
-                time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+from tests.servers import OwnRedis
 
 
 @pytest.fixture

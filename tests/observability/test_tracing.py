@@ -262,3 +262,42 @@ def test_export_batches_are_small_unless_the_standard_variables_say_otherwise() 
         )
         == {}
     )
+
+
+def test_a_client_span_is_made_only_inside_a_sampled_request(
+    server_exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """client_span (the pipelined Redis calls, runtime/redis_mux.py) follows the rules
+    of the redis instrumentation: a CLIENT child of a sampled request, nothing in an
+    unsampled one, nothing with tracing off."""
+    attributes = {"db.system": "redis", "db.redis.database_index": 0}
+    with tracing.client_span("EVALSHA", attributes):  # tracing off: the shared no-op
+        pass
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
+    provider.add_span_processor(SimpleSpanProcessor(server_exporter))
+    monkeypatch.setattr(tracing, "_provider", provider)
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer(tracing.TRACER_NAME))
+    with tracing.client_span("EVALSHA", attributes):  # no request span: none
+        pass
+    unsampled = tracing.server_span(
+        _scope(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+    )
+    assert unsampled is not None
+    with tracing.client_span("EVALSHA", attributes):
+        pass
+    unsampled.end(route="/api/v1/incidents/{ref}", status=200, error=None)
+    assert server_exporter.get_finished_spans() == ()
+
+    sampled = tracing.server_span(_scope())
+    assert sampled is not None
+    with tracing.client_span("EVALSHA", attributes):
+        pass
+    sampled.end(route="/api/v1/incidents/{ref}", status=200, error=None)
+    client, server = server_exporter.get_finished_spans()
+    assert client.name == "EVALSHA"
+    assert client.kind is SpanKind.CLIENT
+    assert client.attributes == attributes
+    assert client.parent is not None
+    assert server.context is not None
+    assert client.parent.span_id == server.context.span_id
+    provider.shutdown()

@@ -1,6 +1,7 @@
 """Revocation and per-principal request limits in Redis, in one round trip.
 
-Each authenticated request runs :data:`_CHECK` (EVALSHA): whether the token's jti
+Each authenticated request runs :data:`_CHECK` (EVALSHA, over the pipelined connection
+of runtime/redis_mux.py): whether the token's jti
 or its login (sid) is denylisted, the lowest token version the user's tokens must
 carry (raised by a role change, disable or password reset), and the fixed-window
 request count of the principal. A library limiter would cost a second round trip
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from firewatch.auth.tokens import MAX_ACCESS_TOKEN_TTL
+from firewatch.runtime.redis_mux import RedisMux
 
 _CHECK = """
 local denied = redis.call('EXISTS', KEYS[1], KEYS[2])
@@ -66,6 +68,7 @@ class CheckResult:
 class Revocations:
     def __init__(self, redis: Redis, *, access_ttl: int, leeway: int) -> None:
         self._redis = redis
+        self._mux = RedisMux(redis)  # the per-request scripts; connects on first use
         self._check = redis.register_script(_CHECK)
         self._count = redis.register_script(_COUNT)
         # Long enough to outlive any token: not only this server's access_ttl, since
@@ -83,14 +86,18 @@ class Revocations:
             _user_key(subject),
             _rate_key("api", subject),
         ]
-        denied, floor, count, ttl = await self._check(keys=keys, args=[limit, WINDOW])
+        denied, floor, count, ttl = await self._mux.eval_script(self._check, keys, (limit, WINDOW))
         revoked = int(denied) > 0 or version < int(floor)
         over = limit > 0 and int(count) > limit
         return CheckResult(revoked, over, max(int(ttl), 1))
 
     async def count_integration(self, subject: str, limit: int) -> CheckResult:
-        count, ttl = await self._count(keys=[_rate_key("ingest", subject)], args=[WINDOW])
+        keys = (_rate_key("ingest", subject),)
+        count, ttl = await self._mux.eval_script(self._count, keys, (WINDOW,))
         return CheckResult(False, int(count) > limit, max(int(ttl), 1))
+
+    async def aclose(self) -> None:
+        await self._mux.aclose()
 
     async def deny_token(self, jti: str, exp: int) -> None:
         remaining = max(int(exp - time.time()) + 1, 1)

@@ -44,6 +44,7 @@ from firewatch.observability.redact import scrub_text
 
 __all__ = [
     "SpanKind",
+    "client_span",
     "configure",
     "current_ids",
     "current_traceparent",
@@ -344,6 +345,26 @@ def span(
         name, context=context, kind=kind, attributes=merged
     ) as current:
         yield current
+
+
+_NO_SPAN = nullcontext()
+
+
+def client_span(
+    name: str, attributes: Mapping[str, AttributeValue]
+) -> AbstractContextManager[object]:
+    """A CLIENT span around a call to a backend that no instrumentation sees (the
+    pipelined Redis connection, runtime/redis_mux.py), made as the instrumentations
+    make theirs: only inside a sampled span, never where they are suppressed (an
+    unsampled request, :func:`untraced`). Otherwise a shared no-op: this is on the
+    path of every authenticated request."""
+    if _provider is None:
+        return _NO_SPAN
+    if not trace.get_current_span().is_recording():
+        return _NO_SPAN
+    if otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
+        return _NO_SPAN
+    return _tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes)
 
 
 def ingest_span(source: str, *, alerts: int) -> SpanScope:
