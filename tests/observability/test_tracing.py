@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from firewatch.observability import tracing
 
@@ -270,7 +271,7 @@ def test_a_client_span_is_made_only_inside_a_sampled_request(
     """client_span (the pipelined Redis calls, runtime/redis_mux.py) follows the rules
     of the redis instrumentation: a CLIENT child of a sampled request, nothing in an
     unsampled one, nothing with tracing off."""
-    attributes = {"db.system": "redis", "db.redis.database_index": 0}
+    attributes: dict[str, AttributeValue] = {"db.system": "redis", "db.redis.database_index": 0}
     with tracing.client_span("EVALSHA", attributes):  # tracing off: the shared no-op
         pass
     provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
