@@ -14,6 +14,7 @@ from firewatch.auth.principal import Principal
 from firewatch.auth.rbac import Permission, require
 from firewatch.errors import NotFoundError, PreconditionRequiredError, UnprocessableError
 from firewatch.http import deps
+from firewatch.http.direct import DirectRoute
 from firewatch.http.pagination import decode_cursor, encode_cursor
 from firewatch.http.responses import JSONResponse
 from firewatch.http.validation import Comment, Labels, LongText, Name, Note, Title
@@ -21,7 +22,7 @@ from firewatch.incidents import service
 from firewatch.incidents.model import Category, Severity, Status, display_ref, parse_ref
 from firewatch.incidents.store import ListFilter
 
-router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], route_class=DirectRoute)
 
 # The pool comes from ``request`` (deps.app_pool) rather than a ``Depends(deps.pool)``:
 # these are the hottest routes and each dependency is one more level FastAPI solves
