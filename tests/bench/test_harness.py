@@ -7,6 +7,7 @@ servers, real wrk, real throwaway databases that are dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+import redis as redis_sync
 
 from bench import harness, seed
 from bench.context import BenchContext, Knobs
@@ -223,6 +225,26 @@ def test_inprocess_measures_every_configuration() -> None:
     figures = {ln.split()[0]: float(ln.split()[1]) for ln in lines[1:]}
     assert set(figures) == {"minimal", "plain", "tracing-10"}
     assert all(v > 0 for v in figures.values())
+
+
+def test_redis_call_compares_redis_py_with_the_mux(redis_url: str) -> None:
+    """``python -m bench.redis_call`` (ADR-008): a figure for each way, on the test Redis;
+    the keys it wrote are gone after."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.redis_call", "--calls", "20", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "FIREWATCH_BENCH_REDIS_URL": redis_url},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("CPU us per EVALSHA of the auth script")
+    figures = {ln.split()[0]: float(ln.split()[1]) for ln in lines[1:]}
+    assert set(figures) == {"redis-py", "redis_mux"}
+    assert all(v > 0 for v in figures.values())
+    assert redis_sync.Redis.from_url(redis_url).exists("fw:bench:rl") == 0
 
 
 def _stat(*rps: float) -> harness.Stat:
