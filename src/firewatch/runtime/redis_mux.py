@@ -5,9 +5,11 @@ version floor and request budget). Through redis-py that call cost ~100 us of th
 API process's CPU (a ~500 us GET incident): the client's retry wrapper, a pooled
 connection taken and given back with its health check, an ``asyncio.StreamReader``
 read and the parser around hiredis, per call. ``RedisMux`` sends the same command
-over one connection that every request of the process shares: commands are written
-as they come, Redis answers them in order, and each answer resolves the oldest
-waiting future (the same pipelining Redis clients call auto-pipelining). hiredis,
+over one connection that every request of the process shares: the commands of one turn
+of the event loop are written together at its end (under load, the requests that
+arrived together: one system call for all of them), Redis answers them in order, and
+each answer resolves the oldest waiting future (what Redis clients call
+auto-pipelining). hiredis,
 which redis-py already uses, packs the commands and parses the answers; the call
 costs ~40 us (``python -m bench.inprocess``, bench/README.md).
 
@@ -59,6 +61,19 @@ class _Protocol(asyncio.Protocol):
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.outgoing: list[bytes] = []  # commands of this turn of the loop, not yet written
+
+    def send(self, command: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``command``; what the requests of one turn of the loop send is written
+        together at its end, one system call for all of them."""
+        if not self.outgoing:
+            loop.call_soon(self.flush)
+        self.outgoing.append(command)
+
+    def flush(self) -> None:
+        outgoing, self.outgoing = self.outgoing, []
+        if outgoing and not self.closed and self.transport is not None:
+            self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
@@ -134,10 +149,9 @@ class RedisMux:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        assert protocol.transport is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        protocol.transport.write(_pack((command, *args)))
+        protocol.send(_pack((command, *args)), loop)
         protocol.waiting.append(future)
         if self._timeout is None:
             return await future
