@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -177,3 +181,40 @@ async def test_refused_requests_are_counted_by_reason(
     assert after["malformed"] == before["malformed"] + 1
     assert after["invalid_credentials"] == before["invalid_credentials"] + 3
     assert after["forbidden"] == before["forbidden"] + 1
+
+
+_FORK_SCRIPT = """
+import os, sys
+from prometheus_client import CollectorRegistry, multiprocess
+from firewatch.observability import metrics
+
+metrics.record_incident_opened(2)
+child = os.fork()
+if child == 0:  # the child's counts must go to files of its own pid
+    metrics.record_incident_opened(2)
+    metrics.record_incident_opened(2)
+    os._exit(0)
+os.waitpid(child, 0)
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry)
+value = registry.get_sample_value("firewatch_incidents_opened_total", {"severity": "SEV2"})
+files = sorted(name for name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+print(value, len(files), f"counter_{child}.db" in files, f"counter_{os.getpid()}.db" in files)
+"""
+
+
+def test_multiprocess_values_follow_a_fork_without_asking_the_kernel_each_time(
+    tmp_path: Path,
+) -> None:
+    """metrics.py gives prometheus-client a pid kept current by a fork hook (instead of
+    an os.getpid() system call per update): a forked child still writes its own file."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_SCRIPT],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["3.0", "2", "True", "True"]

@@ -38,19 +38,22 @@ _STATIC = [
 ]
 
 
+# What a response over plain HTTP with no trusted proxy carries (most of them): built once.
+_PLAIN_API = (*_STATIC, (b"content-security-policy", API_CSP.encode()))
+_PLAIN_DOCS = (*_STATIC, (b"content-security-policy", DOCS_CSP.encode()))
+
+
 def response_headers(
     scope: Scope, *, trusted_proxies: Sequence[Network], hsts_max_age: int
-) -> list[tuple[bytes, bytes]]:
+) -> Sequence[tuple[bytes, bytes]]:
     """The headers every response to ``scope`` carries (used by the middleware, and by
     the 500 handler, whose answer is sent from outside every middleware)."""
-    csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
+    plain = _PLAIN_DOCS if scope["path"] in DOCS_PATHS else _PLAIN_API
     # fast path: plain HTTP with no trusted proxy configured cannot be HTTPS
     maybe_tls = scope.get("scheme") == "https" or bool(trusted_proxies)
-    tls = hsts_max_age > 0 and maybe_tls and is_https(HTTPConnection(scope), trusted_proxies)
-    added = [*_STATIC, (b"content-security-policy", csp.encode())]
-    if tls:
-        added.append((b"strict-transport-security", _hsts(hsts_max_age)))
-    return added
+    if not (hsts_max_age > 0 and maybe_tls and is_https(HTTPConnection(scope), trusted_proxies)):
+        return plain
+    return [*plain, (b"strict-transport-security", _hsts(hsts_max_age))]
 
 
 def _hsts(max_age: int) -> bytes:

@@ -8,7 +8,7 @@ span's trace and span ids.
 
 from __future__ import annotations
 
-import os
+import random
 import re
 import time
 from typing import Final
@@ -27,6 +27,7 @@ ACCESS_LOGGER: Final = "firewatch.access"
 REQUEST_ID_HEADER: Final = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 UNMATCHED: Final = "unmatched"
+_random_bits = random.getrandbits  # a correlation id, not a secret: see _request_id
 
 
 def route_template(scope: Scope) -> str:
@@ -44,12 +45,17 @@ def route_template(scope: Scope) -> str:
 
 
 def _request_id(scope: Scope) -> str:
-    """The caller's ``X-Request-ID`` if it is sound, else 32 random hex digits (what
-    ``uuid4().hex`` gave, without building a UUID object per request)."""
+    """The caller's ``X-Request-ID`` if it is sound, else 32 random hex digits.
+
+    A correlation id, not a secret (it is sent back in the response and written in
+    every log line of the request): it needs to be unique, not unpredictable, so it
+    comes from ``random`` (reseeded from the OS in each forked child) rather than from
+    ``os.urandom``, whose ``getrandom`` system call per request cost ~3 us on the
+    bench's VM (``strace -c`` of ``firewatch serve`` under wrk)."""
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.fullmatch(value):
             return str(value.decode("ascii"))
-    return os.urandom(16).hex()
+    return f"{_random_bits(128):032x}"
 
 
 class ObservabilityMiddleware:
@@ -78,19 +84,23 @@ class ObservabilityMiddleware:
 
         server_span = tracing.server_span(scope)
         error: BaseException | None = None
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        # bind/reset by token rather than structlog's bound_contextvars(), which reads every
+        # bound variable to restore them: the same outcome (the request's lines carry its
+        # id, the previous value returns after) at a quarter of the cost (3.2 -> 0.9 us)
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            duration = time.perf_counter() - start
+            route = route_template(scope)
+            method = str(scope.get("method", "GET"))
+            if self.metrics_enabled:
+                metrics.observe_request(method, route, status, duration)
+            client = scope.get("client")
             try:
-                await self.app(scope, receive, send_wrapper)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                duration = time.perf_counter() - start
-                route = route_template(scope)
-                method = str(scope.get("method", "GET"))
-                if self.metrics_enabled:
-                    metrics.observe_request(method, route, status, duration)
-                client = scope.get("client")
                 log.info(
                     "request",
                     logger=ACCESS_LOGGER,
@@ -100,7 +110,9 @@ class ObservabilityMiddleware:
                     duration_ms=round(duration * 1000, 3),
                     client=self.pseudonymizer(client[0]) if client else None,
                 )
-                if server_span is not None:  # after the log line, which carries its ids
-                    server_span.end(
-                        route=None if route == UNMATCHED else route, status=status, error=error
-                    )
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)
+            if server_span is not None:  # after the log line, which carries its ids
+                server_span.end(
+                    route=None if route == UNMATCHED else route, status=status, error=error
+                )
