@@ -56,18 +56,19 @@ def _pack(command: tuple[Arg, ...]) -> bytes:
 class _Protocol(asyncio.Protocol):
     """The connection's reading side: hiredis parses, answers resolve futures in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop  # the connection's (and every future of it belongs to it)
         self.reader = hiredis.Reader(replyError=exceptions.ResponseError)
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.outgoing: list[bytes] = []  # commands of this turn of the loop, not yet written
 
-    def send(self, command: bytes, loop: asyncio.AbstractEventLoop) -> None:
+    def send(self, command: bytes) -> None:
         """Queue ``command``; what the requests of one turn of the loop send is written
         together at its end, one system call for all of them."""
         if not self.outgoing:
-            loop.call_soon(self.flush)
+            self.loop.call_soon(self.flush)
         self.outgoing.append(command)
 
     def flush(self) -> None:
@@ -149,9 +150,11 @@ class RedisMux:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        loop = asyncio.get_running_loop()
+        # the loop the connection was opened on, not asyncio.get_running_loop(): on
+        # CPython 3.11 and 3.12 that asks getpid() of the kernel on every call
+        loop = protocol.loop
         future: asyncio.Future[Any] = loop.create_future()
-        protocol.send(_pack((command, *args)), loop)
+        protocol.send(_pack((command, *args)))
         protocol.waiting.append(future)
         if self._timeout is None:
             return await future
@@ -179,12 +182,16 @@ class RedisMux:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(settings.socket_connect_timeout):
             if isinstance(settings, UnixDomainSocketConnection):
-                transport, protocol = await loop.create_unix_connection(_Protocol, settings.path)
+                transport, protocol = await loop.create_unix_connection(
+                    lambda: _Protocol(loop), settings.path
+                )
             else:
                 host = getattr(settings, "host", "localhost")
                 port = int(getattr(settings, "port", 6379))
                 tls = settings.ssl_context.get() if isinstance(settings, SSLConnection) else None
-                transport, protocol = await loop.create_connection(_Protocol, host, port, ssl=tls)
+                transport, protocol = await loop.create_connection(
+                    lambda: _Protocol(loop), host, port, ssl=tls
+                )
             # uvloop calls connection_made only on a later turn of the loop
             protocol.transport = transport
             try:
