@@ -56,13 +56,43 @@ def _pack(command: tuple[Arg, ...]) -> bytes:
 class _Protocol(asyncio.Protocol):
     """The connection's reading side: hiredis parses, answers resolve futures in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
         self.loop = loop  # the connection's (and every future of it belongs to it)
+        self.timeout = timeout
         self.reader = hiredis.Reader(replyError=exceptions.ResponseError)
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        # callers' futures with the time by which their answer must have come, in the
+        # order the commands were sent (Redis answers in that order)
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.outgoing: list[bytes] = []  # commands of this turn of the loop, not yet written
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def expect(self, future: asyncio.Future[Any]) -> None:
+        """``future`` gets the answer to the command sent last.
+
+        One timer per connection, not one per call (a timer each was ~2 us of every
+        request): it fires at the deadline of the oldest unanswered command, which is
+        the earliest, and is armed again for the next oldest."""
+        timeout = self.timeout
+        if timeout is None:
+            self.waiting.append((future, 0.0))
+            return
+        self.waiting.append((future, self.loop.time() + timeout))
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_later(timeout, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        """No answer by its deadline: drop the connection (a stalled Redis may answer
+        later, out of step with the next caller), as redis-py does on its timeout."""
+        self._watchdog = None
+        if self.closed or not self.waiting:
+            return
+        late = self.waiting[0][1] - self.loop.time()
+        if late <= 0:
+            self.abort(exceptions.TimeoutError("Timeout reading from Redis"))
+        else:
+            self._watchdog = self.loop.call_later(late, self._check_deadline)
 
     def send(self, command: bytes) -> None:
         """Queue ``command``; what the requests of one turn of the loop send is written
@@ -88,7 +118,7 @@ class _Protocol(asyncio.Protocol):
             if not waiting:  # an answer nobody asked for: the stream is out of step
                 self.abort(exceptions.ConnectionError("unexpected reply from Redis"))
                 return
-            future = waiting.popleft()
+            future, _ = waiting.popleft()
             if not future.done():
                 if isinstance(reply, exceptions.ResponseError):
                     future.set_exception(_response_error(reply))
@@ -107,8 +137,11 @@ class _Protocol(asyncio.Protocol):
             self.transport.abort()
 
     def _fail(self, error: Exception) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         while self.waiting:
-            future = self.waiting.popleft()
+            future, _ = self.waiting.popleft()
             if not future.done():  # one exception each: an exception object keeps its traceback
                 future.set_exception(type(error)(*error.args))
 
@@ -155,14 +188,8 @@ class RedisMux:
         loop = protocol.loop
         future: asyncio.Future[Any] = loop.create_future()
         protocol.send(_pack((command, *args)))
-        protocol.waiting.append(future)
-        if self._timeout is None:
-            return await future
-        timer = loop.call_later(self._timeout, _expire, protocol, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        protocol.expect(future)
+        return await future
 
     async def _connect(self) -> _Protocol:
         # Concurrent callers share one attempt; a failed attempt is not remembered.
@@ -183,14 +210,14 @@ class RedisMux:
         async with asyncio.timeout(settings.socket_connect_timeout):
             if isinstance(settings, UnixDomainSocketConnection):
                 transport, protocol = await loop.create_unix_connection(
-                    lambda: _Protocol(loop), settings.path
+                    lambda: _Protocol(loop, self._timeout), settings.path
                 )
             else:
                 host = getattr(settings, "host", "localhost")
                 port = int(getattr(settings, "port", 6379))
                 tls = settings.ssl_context.get() if isinstance(settings, SSLConnection) else None
                 transport, protocol = await loop.create_connection(
-                    lambda: _Protocol(loop), host, port, ssl=tls
+                    lambda: _Protocol(loop, self._timeout), host, port, ssl=tls
                 )
             # uvloop calls connection_made only on a later turn of the loop
             protocol.transport = transport
@@ -214,12 +241,10 @@ class RedisMux:
             commands.append((b"AUTH", *credentials))
         if int(settings.db):
             commands.append((b"SELECT", int(settings.db)))
-        loop = asyncio.get_running_loop()
-        assert protocol.transport is not None
         for command in commands:
-            future: asyncio.Future[Any] = loop.create_future()
-            protocol.transport.write(_pack(command))
-            protocol.waiting.append(future)
+            future: asyncio.Future[Any] = protocol.loop.create_future()
+            protocol.send(_pack(command))
+            protocol.expect(future)
             try:
                 await future
             except exceptions.ResponseError as exc:
@@ -235,10 +260,3 @@ class RedisMux:
         if self._protocol is not None:
             self._protocol.abort(exceptions.ConnectionError("closed"))
             self._protocol = None
-
-
-def _expire(protocol: _Protocol, future: asyncio.Future[Any]) -> None:
-    """No answer within ``socket_timeout``: drop the connection (a stalled Redis may
-    answer later, out of step with the next caller), as redis-py does."""
-    if not future.done():
-        protocol.abort(exceptions.TimeoutError("Timeout reading from Redis"))
