@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from firewatch import __version__
@@ -25,6 +25,7 @@ from firewatch.events import api as events_api
 from firewatch.http import health, problems
 from firewatch.http.body_limit import BodyLimitMiddleware
 from firewatch.http.responses import JSONResponse
+from firewatch.http.routes import add_routes
 from firewatch.http.security import SecurityHeadersMiddleware
 from firewatch.incidents import api as incidents_api
 from firewatch.notifications import api as notifications_api
@@ -55,6 +56,27 @@ def _freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def routers(settings: Settings) -> list[APIRouter]:
+    """The app's routers, in the order requests are matched against them: the incidents
+    router first, since GET incident is the hottest route (no two routers can serve
+    the same request, so the order decides no answer: tests/http/test_routes.py)."""
+    out = [
+        incidents_api.router,
+        health.router,
+        analytics_api.router,
+        alerts_api.router,
+        events_api.router,
+        auth_api.router,
+        audit_api.router,
+        detection_api.router,
+        detection_api.similar_router,
+        notifications_api.router,
+    ]
+    if settings.metrics_enabled:
+        out.append(observability_api.router)
+    return out
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -121,18 +143,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     problems.install(app)
-    # The incidents router first: FastAPI tries included routers in order for every
-    # request, and GET incident is the hottest route (no two routers share a path).
-    app.include_router(incidents_api.router)
-    app.include_router(health.router)
-    app.include_router(analytics_api.router)
-    app.include_router(alerts_api.router)
-    app.include_router(events_api.router)
-    app.include_router(auth_api.router)
-    app.include_router(audit_api.router)
-    app.include_router(detection_api.router)
-    app.include_router(detection_api.similar_router)
-    app.include_router(notifications_api.router)
+    for router in routers(settings):
+        add_routes(app, router)  # not include_router: see http/routes.py
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # off by default: only listed origins, never "*"
         app.add_middleware(
@@ -150,8 +162,6 @@ def create_app(settings: Settings) -> FastAPI:
         hsts_max_age=settings.hsts_max_age,
     )
     # observability: outermost of ours, so it times and logs every answer (413s too)
-    if settings.metrics_enabled:
-        app.include_router(observability_api.router)
     key = settings.log_pseudonym_key
     app.add_middleware(
         ObservabilityMiddleware,
