@@ -46,63 +46,75 @@ async def client(own_redis: OwnRedis) -> AsyncIterator[Redis]:
         await redis.aclose()
 
 
-async def test_concurrent_calls_each_get_their_own_answer_in_the_clients_database(
-    client: Redis, own_redis: OwnRedis
-) -> None:
-    mux = RedisMux(client)
-    script = client.register_script(ECHO)
+@pytest.fixture
+async def mux(client: Redis) -> AsyncIterator[RedisMux]:
+    """The mux of ``client`` (its settings), closed after the test."""
+    connection = RedisMux(client)
     try:
-        answers = await asyncio.gather(
-            *(mux.eval_script(script, (f"k{i}",), (f"v{i}",)) for i in range(500))
-        )
-        assert answers == [[f"v{i}".encode()] * 2 for i in range(500)]
-        assert admin(own_redis, db=3).get("k499") == b"v499"  # AUTH and SELECT 3 applied
-        assert admin(own_redis, db=0).get("k499") is None
+        yield connection
     finally:
-        await mux.aclose()
+        await connection.aclose()
+
+
+async def test_concurrent_calls_each_get_their_own_answer_in_the_clients_database(
+    client: Redis, mux: RedisMux, own_redis: OwnRedis
+) -> None:
+    script = client.register_script(ECHO)
+    answers = await asyncio.gather(
+        *(mux.eval_script(script, (f"k{i}",), (f"v{i}",)) for i in range(500))
+    )
+    assert answers == [[f"v{i}".encode()] * 2 for i in range(500)]
+    assert admin(own_redis, db=3).get("k499") == b"v499"  # AUTH and SELECT 3 applied
+    assert admin(own_redis, db=0).get("k499") is None
 
 
 async def test_a_flushed_script_cache_loads_the_script_again(
-    client: Redis, own_redis: OwnRedis
+    client: Redis, mux: RedisMux, own_redis: OwnRedis
 ) -> None:
-    mux = RedisMux(client)
     script = client.register_script(ECHO)
-    try:
-        assert await mux.eval_script(script, ("k",), ("1",)) == [b"1", b"1"]
-        admin(own_redis).script_flush()
-        assert admin(own_redis).script_exists(script.sha) == [False]
-        assert await mux.eval_script(script, ("k",), ("2",)) == [b"2", b"2"]
-        assert admin(own_redis).script_exists(script.sha) == [True]  # EVAL cached it
-    finally:
-        await mux.aclose()
+    assert await mux.eval_script(script, ("k",), ("1",)) == [b"1", b"1"]
+    admin(own_redis).script_flush()
+    assert admin(own_redis).script_exists(script.sha) == [False]
+    assert await mux.eval_script(script, ("k",), ("2",)) == [b"2", b"2"]
+    assert admin(own_redis).script_exists(script.sha) == [True]  # EVAL cached it
 
 
 async def test_an_error_reply_is_a_response_error_and_the_connection_stays_usable(
     client: Redis,
+    mux: RedisMux,
 ) -> None:
-    mux = RedisMux(client)
     failing = client.register_script(FAIL)
     echo = client.register_script(ECHO)
-    try:
-        results = await asyncio.gather(
-            mux.eval_script(echo, ("a",), ("1",)),
-            mux.eval_script(failing, (), ()),
-            mux.eval_script(echo, ("b",), ("2",)),
-            return_exceptions=True,
-        )
-        assert results[0] == [b"1", b"1"]
-        assert isinstance(results[1], exceptions.ResponseError)
-        assert "refused by the script" in str(results[1])
-        assert results[2] == [b"2", b"2"]  # the answers after the error stay in step
-    finally:
-        await mux.aclose()
+    results = await asyncio.gather(
+        mux.eval_script(echo, ("a",), ("1",)),
+        mux.eval_script(failing, (), ()),
+        mux.eval_script(echo, ("b",), ("2",)),
+        return_exceptions=True,
+    )
+    assert results[0] == [b"1", b"1"]
+    assert isinstance(results[1], exceptions.ResponseError)
+    assert "refused by the script" in str(results[1])
+    assert results[2] == [b"2", b"2"]  # the answers after the error stay in step
 
 
-async def test_wrong_password_is_an_authentication_error(own_redis: OwnRedis) -> None:
-    redis = create_redis(f"redis://:not-the-password@127.0.0.1:{own_redis.port}/0")
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("wrong password", exceptions.AuthenticationError),
+        ("nothing listening", exceptions.ConnectionError),
+    ],
+)
+async def test_a_refused_connection_raises_what_redis_py_raises(
+    own_redis: OwnRedis, case: str, error: type[Exception]
+) -> None:
+    if case == "wrong password":
+        url = f"redis://:not-the-password@127.0.0.1:{own_redis.port}/0"
+    else:
+        url = f"redis://127.0.0.1:{free_port()}/0"
+    redis = create_redis(url)
     mux = RedisMux(redis)
     try:
-        with pytest.raises(exceptions.AuthenticationError):
+        with pytest.raises(error):
             await mux.eval_script(redis.register_script(ECHO), ("k",), ("v",))
     finally:
         await mux.aclose()
@@ -110,23 +122,19 @@ async def test_wrong_password_is_an_authentication_error(own_redis: OwnRedis) ->
 
 
 async def test_a_killed_connection_fails_its_calls_and_the_next_call_reconnects(
-    client: Redis, own_redis: OwnRedis
+    client: Redis, mux: RedisMux, own_redis: OwnRedis
 ) -> None:
-    mux = RedisMux(client)
     script = client.register_script(ECHO)
-    try:
-        assert await mux.eval_script(script, ("k",), ("1",)) == [b"1", b"1"]
-        assert admin(own_redis).client_kill_filter(_type="normal", skipme=True) >= 1
-        outcomes: list[object] = []
-        for i in range(5):  # the first call may still be written before the close is seen
-            try:
-                outcomes.append(await mux.eval_script(script, ("k",), (str(i),)))
-            except exceptions.ConnectionError:
-                outcomes.append("lost")
-        assert outcomes[-1] == [b"4", b"4"]
-        assert outcomes.count("lost") <= 1
-    finally:
-        await mux.aclose()
+    assert await mux.eval_script(script, ("k",), ("1",)) == [b"1", b"1"]
+    assert admin(own_redis).client_kill_filter(_type="normal", skipme=True) >= 1
+    outcomes: list[object] = []
+    for i in range(5):  # the first call may still be written before the close is seen
+        try:
+            outcomes.append(await mux.eval_script(script, ("k",), (str(i),)))
+        except exceptions.ConnectionError:
+            outcomes.append("lost")
+    assert outcomes[-1] == [b"4", b"4"]
+    assert outcomes.count("lost") <= 1
 
 
 async def test_a_stalled_redis_times_out_and_service_resumes_after(
@@ -148,17 +156,6 @@ async def test_a_stalled_redis_times_out_and_service_resumes_after(
         assert loop.time() - started < 1.4  # socket_timeout, not the pause
         await asyncio.sleep(1.5)
         assert await mux.eval_script(script, ("k",), ("3",)) == [b"3", b"3"]
-    finally:
-        await mux.aclose()
-        await redis.aclose()
-
-
-async def test_an_unreachable_redis_is_a_connection_error(tmp_path: Path) -> None:
-    redis = create_redis(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
-    mux = RedisMux(redis)
-    try:
-        with pytest.raises(exceptions.ConnectionError):
-            await mux.eval_script(redis.register_script(ECHO), ("k",), ("v",))
     finally:
         await mux.aclose()
         await redis.aclose()
