@@ -21,7 +21,9 @@ def effective_routes(app: FastAPI, router: APIRouter) -> dict[tuple[str, str], b
     out: dict[tuple[str, str], bool] = {}
     for included in app.router.routes:  # FastAPI 0.165 keeps an included router whole
         if getattr(included, "original_router", None) is router:
-            for context in getattr(included, "effective_candidates")():  # noqa: B009
+            candidates = getattr(included, "effective_candidates", None)
+            assert candidates is not None
+            for context in candidates():
                 route = context.original_route
                 for method in route.methods:
                     out[(method, route.path)] = route.direct

@@ -205,3 +205,28 @@ def test_under_uvloop_as_uvicorn_runs_it(own_redis: OwnRedis) -> None:
     assert first == [[str(i).encode()] * 2 for i in range(100)]
     assert isinstance(after, list)
     assert after[-1] == [b"2", b"2"]
+
+
+async def test_a_reply_that_is_not_resp_is_a_connection_error() -> None:
+    """A peer that is not Redis (or a stream that went out of step): the call fails with
+    ConnectionError and the connection is dropped, not read on from the middle."""
+
+    async def not_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"?this is not RESP\r\n")
+        await writer.drain()
+        await reader.read(1024)  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(not_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = create_redis(f"redis://127.0.0.1:{port}/0")
+    mux = RedisMux(redis)
+    try:
+        with pytest.raises(exceptions.ConnectionError, match="malformed"):
+            await mux.eval_script(redis.register_script(ECHO), ("k",), ("v",))
+    finally:
+        await mux.aclose()
+        await redis.aclose()
+        server.close()
+        await server.wait_closed()

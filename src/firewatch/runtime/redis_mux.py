@@ -114,7 +114,14 @@ class _Protocol(asyncio.Protocol):
         reader = self.reader
         reader.feed(data)
         waiting = self.waiting
-        while (reply := reader.gets()) is not False:
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError:  # not RESP: nothing after it can be trusted
+                self.abort(exceptions.ConnectionError("Redis sent a malformed reply"))
+                return
+            if reply is False:  # the rest of an answer is still on its way
+                return
             if not waiting:  # an answer nobody asked for: the stream is out of step
                 self.abort(exceptions.ConnectionError("unexpected reply from Redis"))
                 return
