@@ -1,5 +1,6 @@
-"""DirectRoute (http/direct.py): GET incident answered without FastAPI's dependency
-solver, with the same answers as through it, on the real app (PostgreSQL, Redis)."""
+"""DirectRoute (http/direct.py): GET incident, create and comment answered without
+FastAPI's dependency solver, with the same answers as through it, on the real app
+(PostgreSQL, Redis)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from firewatch.auth.principal import Principal
 from firewatch.auth.rbac import Permission, require
 from firewatch.http.direct import DirectRoute
 from firewatch.incidents import api as incidents_api
-from tests.conftest import IntegrationKey, asgi_client
+from tests.conftest import ClientFor, IntegrationKey, asgi_client
 
 
 def effective_routes(app: FastAPI, router: APIRouter) -> dict[tuple[str, str], bool]:
@@ -30,7 +31,7 @@ def effective_routes(app: FastAPI, router: APIRouter) -> dict[tuple[str, str], b
     return out
 
 
-async def test_only_get_incident_is_direct(app: FastAPI) -> None:
+async def test_get_create_and_comment_are_direct(app: FastAPI) -> None:
     declared = {
         (r.path, frozenset(r.methods or ()))
         for r in incidents_api.router.routes
@@ -43,7 +44,9 @@ async def test_only_get_incident_is_direct(app: FastAPI) -> None:
         for method in r.methods or ()
     }
     assert routes.pop(("GET", "/api/v1/incidents/{ref}")) is True
-    assert routes  # the others: a body, query parameters or headers, so FastAPI's handler
+    assert routes.pop(("POST", "/api/v1/incidents")) is True
+    assert routes.pop(("POST", "/api/v1/incidents/{ref}/comments")) is True
+    assert routes  # the others have query parameters or headers: FastAPI's handler
     assert not any(routes.values())
 
 
@@ -125,3 +128,90 @@ async def test_dependency_overrides_are_honoured() -> None:
         r = await c.get("/things/b")
     assert r.status_code == 200
     assert calls == ["endpoint b stand-in"]
+
+
+def _unused() -> None:
+    """A dependency override nothing depends on: while any override is set, a
+    DirectRoute hands the request to FastAPI's own handler."""
+
+
+_VOLATILE = ("id", "number", "opened_at", "updated_at", "at")
+_GOOD = b'{"title": "t", "severity": "SEV3", "labels": {"env": "prod"}}'
+_BODY_CASES: list[tuple[str, str, dict[str, str], bytes]] = [
+    ("valid", "admin", {"content-type": "application/json"}, _GOOD),
+    ("charset", "admin", {"content-type": "application/json; charset=utf-8"}, _GOOD),
+    ("+json", "admin", {"content-type": "application/vnd.firewatch+json"}, _GOOD),
+    ("no content type", "admin", {}, _GOOD),
+    ("text/plain", "admin", {"content-type": "text/plain"}, _GOOD),
+    ("malformed", "admin", {"content-type": "application/json"}, b'{"title": '),
+    ("not utf-8", "admin", {"content-type": "application/json"}, b'{"title": "\xff\xfe"}'),
+    ("raw bytes", "admin", {"content-type": "application/json"}, b"\xff\xfe\x00"),
+    ("empty", "admin", {"content-type": "application/json"}, b""),
+    ("array", "admin", {"content-type": "application/json"}, b"[]"),
+    ("null", "admin", {"content-type": "application/json"}, b"null"),
+    (
+        "wrong types",
+        "admin",
+        {"content-type": "application/json"},
+        b'{"title": 5, "severity": "SEV9"}',
+    ),
+    (
+        "extra field",
+        "admin",
+        {"content-type": "application/json"},
+        b'{"title": "t", "severity": "SEV3", "x": 1}',
+    ),
+    ("missing title", "admin", {"content-type": "application/json"}, b'{"severity": "SEV3"}'),
+    (
+        "nul",
+        "admin",
+        {"content-type": "application/json"},
+        b'{"title": "a\\u0000b", "severity": "SEV3"}',
+    ),
+    ("anonymous", "anonymous", {"content-type": "application/json"}, _GOOD),
+    ("anonymous malformed", "anonymous", {"content-type": "application/json"}, b"{"),
+    ("anonymous invalid", "anonymous", {"content-type": "application/json"}, b"{}"),
+    ("viewer", "viewer", {"content-type": "application/json"}, _GOOD),
+    ("viewer invalid", "viewer", {"content-type": "application/json"}, b"{}"),
+    ("too large", "admin", {"content-type": "application/json"}, b" " * 2_000_000 + _GOOD),
+]
+
+
+def _comparable(response: httpx.Response) -> tuple[int, str | None, Any]:
+    kind = response.headers.get("content-type")
+    body: Any = response.content
+    if kind and "json" in kind:
+        body = response.json()
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k not in _VOLATILE}
+    return response.status_code, kind, body
+
+
+async def test_bodies_are_answered_as_fastapi_answers_them(
+    app: FastAPI, admin_token: str, client_for: ClientFor, client: httpx.AsyncClient
+) -> None:
+    """Each request twice, through the direct handler and through FastAPI's (forced by
+    an override): the same status, content type and body, for create and comment."""
+    viewer = await client_for("viewer")
+    created = await client.post("/api/v1/incidents", json={"title": "c", "severity": "SEV4"})
+    ref = created.json()["id"]
+    comment_cases = [
+        ("comment", "admin", {"content-type": "application/json"}, b'{"body": "looking"}'),
+        ("comment malformed", "admin", {"content-type": "application/json"}, b'{"body"'),
+        ("comment empty", "admin", {"content-type": "application/json"}, b'{"body": ""}'),
+        ("comment anonymous", "anonymous", {}, b'{"body": "x"}'),
+    ]
+    async with asgi_client(app) as anonymous:
+        callers = {"admin": client, "anonymous": anonymous, "viewer": viewer}
+        cases = [("/api/v1/incidents", *case) for case in _BODY_CASES]
+        cases += [(f"/api/v1/incidents/{ref}/comments", *case) for case in comment_cases]
+        for path, name, who, headers, body in cases:
+            caller = callers[who]
+            direct = await caller.post(path, content=body, headers=headers)
+            app.dependency_overrides[_unused] = _unused
+            try:
+                standard = await caller.post(path, content=body, headers=headers)
+            finally:
+                del app.dependency_overrides[_unused]
+            assert _comparable(direct) == _comparable(standard), name
+            assert direct.status_code < 500, name
