@@ -12,8 +12,13 @@ bench/README.md).
 ``DirectRoute`` is an ``APIRoute`` (same path, OpenAPI entry, routing precedence,
 request wrapping and exception handling: errors still propagate to the app's exception
 handlers) whose handler, when the endpoint has only that shape, calls the requirement
-and then the endpoint itself. Any other shape (a body, query or header parameters,
-other dependencies, including any the ``include_router`` call adds) keeps FastAPI's
+and then the endpoint itself. The shape may include one JSON body (``POST`` of an
+incident or a comment): it is read and decoded as FastAPI reads it, before the
+requirement, and validated with FastAPI's own ``request_body_to_args`` after it, so
+every answer is FastAPI's (tests/http/test_direct.py sends 25 requests through both
+handlers and compares). Create went from 1,313k to 1,126k instructions in-process.
+Any other shape (query or header parameters, form bodies, several bodies, other
+dependencies, including any the ``include_router`` call adds) keeps FastAPI's
 handler, decided once when the handler is built; so does a request while
 ``app.dependency_overrides`` is not empty.
 """
