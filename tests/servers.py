@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -64,6 +64,15 @@ def with_database(url: str, name: str) -> str:
     """The same server URL pointing at another database (unix-socket URLs included)."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def redis_db(url: str) -> int:
+    """The database number of a Redis URL (``redis://h:p/N`` or ``unix://...?db=N``)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        values = parse_qs(parts.query).get("db", ["0"])
+        return int(values[0])
+    return int(parts.path.lstrip("/") or 0)
 
 
 def with_redis_db(url: str, db: int) -> str:

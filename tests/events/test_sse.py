@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -146,7 +145,7 @@ async def test_deployments_on_other_redis_databases_never_see_our_events(
 ) -> None:
     """Pub/sub channels are server-wide: ours carries the database number."""
     ours = create_redis(redis_url)
-    other_db = (int(urlsplit(redis_url).path.lstrip("/") or 0) + 1) % 16
+    other_db = (servers.redis_db(redis_url) + 1) % 16
     theirs = create_redis(servers.with_redis_db(redis_url, other_db))
     entry = {"id": 1, "incident_id": 1, "at": "2026-11-27T00:00:00Z", "actor": "a", "kind": "k"}
     try:
