@@ -6,8 +6,8 @@ and body, errors gathered, sub-dependency caches built), opens two
 ``AsyncExitStack``s and then calls the endpoint. For an endpoint such as
 ``GET /api/v1/incidents/{ref}``, whose parameters are a path string, the request and
 the caller (one bearer-scheme dependency), all of that resolves to the same three
-values every time, at ~70 us of a ~440 us request (``python -m bench.inprocess``,
-bench/README.md).
+values every time: calling the endpoint directly took a GET incident from ~437 to
+~390 us of CPU in-process (``python -m bench.inprocess``, bench/README.md).
 
 ``DirectRoute`` is an ``APIRoute`` (same path, OpenAPI entry, routing precedence,
 request wrapping and exception handling: errors still propagate to the app's exception

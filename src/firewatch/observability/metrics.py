@@ -90,8 +90,8 @@ def _current_pid() -> int:
 
 # In multiprocess mode every update of a value first asks ``os.getpid()`` whether the
 # process forked since (then it reopens its files): two system calls per observed
-# request (its histogram's bucket and sum), ~3 us each on the VM the bench runs on
-# (``strace -c`` of ``firewatch serve`` under wrk). The pid it is given here is the
+# request (its histogram's bucket and sum), 3-8 us each on the VM the bench runs on
+# as ``strace -c`` of ``firewatch serve`` under wrk timed them. The pid it is given here is the
 # same, kept current by a fork hook instead of asked of the kernel each time. Metric
 # values are created on first use (``labels()``) or below this line, so none exists
 # yet with the default class.

@@ -50,7 +50,7 @@ def _request_id(scope: Scope) -> str:
     A correlation id, not a secret (it is sent back in the response and written in
     every log line of the request): it needs to be unique, not unpredictable, so it
     comes from ``random`` (reseeded from the OS in each forked child) rather than from
-    ``os.urandom``, whose ``getrandom`` system call per request cost ~3 us on the
+    ``os.urandom``, whose ``getrandom`` system call per request cost a few us on the
     bench's VM (``strace -c`` of ``firewatch serve`` under wrk)."""
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.fullmatch(value):
