@@ -64,23 +64,39 @@ async def last_seal(conn: Conn) -> asyncpg.Record | None:
 
 
 async def take_pending(conn: Conn, limit: int) -> list[asyncpg.Record]:
-    """Dequeue up to ``limit`` committed, unsealed entries (oldest first)."""
+    """Dequeue up to ``limit`` committed, unsealed entries (oldest first).
+
+    ``= ANY (ARRAY(...))``, not ``IN (SELECT ...)``: with ``IN`` the planner hashed
+    the batch and scanned the whole queue (and, for a young log, the whole of
+    ``audit_log``) once per batch, so a backlog of N entries cost O(N^2) to seal.
+    The arrays keep both steps on the primary keys.
+    """
     return await conn.fetch(
         f"""
         WITH p AS (
             DELETE FROM audit_pending
-             WHERE entry_id IN (SELECT entry_id FROM audit_pending ORDER BY entry_id LIMIT $1)
+             WHERE entry_id = ANY (ARRAY(
+                 SELECT entry_id FROM audit_pending ORDER BY entry_id LIMIT $1))
             RETURNING entry_id
         )
-        SELECT {ENTRY_COLUMNS} FROM audit_log WHERE id IN (SELECT entry_id FROM p) ORDER BY id
+        SELECT {ENTRY_COLUMNS} FROM audit_log
+         WHERE id = ANY (ARRAY(SELECT entry_id FROM p)) ORDER BY id
         """,
         limit,
     )
 
 
 async def insert_seals(conn: Conn, seals: list[tuple[int, int, bytes, bytes]]) -> None:
-    await conn.executemany(
-        "INSERT INTO audit_seal (seq, entry_id, prev_hash, hash) VALUES ($1, $2, $3, $4)", seals
+    """One statement for the batch: an ``executemany`` ran the INSERT once per seal,
+    and PostgreSQL's per-statement cost was most of the sealer's (see ADR-005)."""
+    seq, entry_id, prev_hash, hash_ = zip(*seals, strict=True)
+    await conn.execute(
+        "INSERT INTO audit_seal (seq, entry_id, prev_hash, hash)"
+        " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
+        seq,
+        entry_id,
+        prev_hash,
+        hash_,
     )
 
 
