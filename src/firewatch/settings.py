@@ -227,6 +227,8 @@ class Settings(BaseSettings):
     similar_k: Annotated[int, Field(ge=1, le=50)] = 5
     similar_rebuild_seconds: Annotated[float, Field(ge=1, le=86400)] = 300.0
     similar_suggest_interval: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    # the suggester's CPU priority (Unix nice increment): background work, yields to serving
+    similar_suggest_nice: Annotated[int, Field(ge=0, le=19)] = 10
 
     @property
     def resolved_model_dir(self) -> Path:

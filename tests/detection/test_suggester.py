@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -175,6 +176,29 @@ async def test_serve_runs_one_suggester_and_takes_it_down_with_it(
         incident = await _open(db, "checkout ranker AUC dropped after retrain")
         assert await _suggested(db, incident, seconds=60)
     assert not children[0].is_running() or children[0].status() == psutil.STATUS_ZOMBIE
+
+
+async def test_the_suggester_yields_the_cpu_and_builds_its_index_before_any_incident(
+    fresh_database: str, redis_url: str, tmp_path: Path, db: PgPool
+) -> None:
+    await _open(db, "an incident from before this start")
+    env = {**_serve_env(fresh_database, redis_url, tmp_path), "FIREWATCH_SIMILAR_SUGGEST_NICE": "7"}
+    with servers.live_server(env, tmp_path / "serve.log") as server:
+        [child] = _suggesters(server.process.pid)
+        base = psutil.Process(server.process.pid).nice()
+        for _ in range(100):  # set once the child has read its settings
+            if child.nice() != base:
+                break
+            await asyncio.sleep(0.1)
+        assert child.nice() == base + 7
+        assert psutil.Process(server.process.pid).nice() == base  # the API keeps its own
+        for _ in range(300):  # built at start, with no new incident to suggest for
+            if "similar-incident index built" in server.log():
+                break
+            await asyncio.sleep(0.1)
+        indexed = await db.fetchval("SELECT count(*) FROM incidents")
+        assert indexed >= 1
+        assert re.search(rf"similar-incident index built\s+incidents={indexed}\b", server.log())
 
 
 async def test_serve_starts_a_killed_suggester_again(

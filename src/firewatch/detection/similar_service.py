@@ -244,6 +244,11 @@ ON CONFLICT (incident_id) DO NOTHING
 """
 
 
+async def warm(state: SimilarState, pool: PgPool, rebuild_seconds: float) -> None:
+    """Build (or catch up) the index now, so the first suggestions need no build."""
+    await _refresh(state, pool, rebuild_seconds)
+
+
 async def suggest_new(
     state: SimilarState, pool: PgPool, k: int, rebuild_seconds: float, limit: int = 100
 ) -> int:
