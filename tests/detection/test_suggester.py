@@ -114,6 +114,23 @@ async def test_a_killed_lock_session_is_noticed_and_suggesting_goes_on(
             await task
 
 
+async def test_a_run_suggests_for_every_pending_incident_not_one_batch(
+    suggester_settings: Settings, db: PgPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(suggester, "SUGGEST_BATCH", 2)
+    opened = [await _open(db, f"ranker latency above SLO, wave {n}") for n in range(5)]
+    # one run, then an hour's sleep: everything suggested must come from that one run
+    once = suggester_settings.model_copy(update={"similar_suggest_interval": 3600})
+    task = asyncio.create_task(suggester.run(once))
+    try:
+        for incident in opened:
+            assert await _suggested(db, incident)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_serve_starts_a_suggester_process_and_stops_it(
     suggester_settings: Settings, db: PgPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,10 +13,11 @@ notes are the note of the latest move to ``resolved`` in the timeline (which als
 bumps ``updated_at``).
 
 Suggestions on new incidents: :func:`suggest_new` stores the top-k for each incident
-that has none yet (``incident_similar``), run periodically by the suggester process
-(detection/suggester.py): one query reads the pending incidents, one call scores them
-all, one query reads the suggested incidents' details and one statement stores every
-suggestion.
+of a batch that has none yet (``incident_similar``), and :func:`suggest_all` repeats
+batches until none is left, run periodically by the suggester process
+(detection/suggester.py): per batch, one query reads the pending incidents, one call
+scores them all, one query reads the suggested incidents' details and one statement
+stores every suggestion.
 
 Event loop: building, vectorising, compacting and scoring are CPU work and run in
 worker threads (``asyncio.to_thread``). No asyncio lock is held across those awaits:
@@ -247,6 +248,20 @@ ON CONFLICT (incident_id) DO NOTHING
 async def warm(state: SimilarState, pool: PgPool, rebuild_seconds: float) -> None:
     """Build (or catch up) the index now, so the first suggestions need no build."""
     await _refresh(state, pool, rebuild_seconds)
+
+
+async def suggest_all(
+    state: SimilarState, pool: PgPool, k: int, rebuild_seconds: float, batch: int = 100
+) -> int:
+    """:func:`suggest_new` in batches of ``batch`` until none is left; returns how many
+    were stored. One batch per interval fell behind any storm of more than ``batch``
+    incidents per interval (10 a second by default) and never caught up during it."""
+    total = 0
+    while True:
+        stored = await suggest_new(state, pool, k, rebuild_seconds, limit=batch)
+        total += stored
+        if stored < batch:  # the last batch (or one another process raced): done for now
+            return total
 
 
 async def suggest_new(

@@ -41,12 +41,15 @@ log = structlog.get_logger(__name__)
 #: pg_advisory_lock key of the suggester ("fwsimila" as a big-endian int64).
 LOCK_KEY = int.from_bytes(b"fwsimila", "big", signed=True)
 
+#: Incidents read, scored and stored per statement; a run repeats batches until none is left.
+SUGGEST_BATCH = 100
+
 
 async def run(settings: Settings, *, parent: int | None = None) -> None:
     """Suggest every interval while holding the suggester lock; until cancelled, or
     until the process whose pid is ``parent`` is no longer this process's parent."""
     # Imported here: scikit-learn and SciPy load in the suggester, not in `serve`.
-    from firewatch.detection.similar_service import SimilarState, suggest_new, warm
+    from firewatch.detection.similar_service import SimilarState, suggest_all, warm
 
     assert settings.database_url is not None
     url = settings.database_url.get_secret_value()
@@ -70,11 +73,12 @@ async def run(settings: Settings, *, parent: int | None = None) -> None:
                     # a session that died silently would have lost the lock to another
                     # replica: find out before working as if it were still held
                     await lock.execute("SELECT 1")
-                    await suggest_new(
+                    await suggest_all(
                         state,
                         pool,
                         settings.similar_k,
                         settings.similar_rebuild_seconds,
+                        batch=SUGGEST_BATCH,
                     )
             except asyncio.CancelledError:
                 raise
