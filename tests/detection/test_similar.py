@@ -77,6 +77,26 @@ def test_batch_query_equals_single_queries_and_keeps_only_earlier_incidents() ->
     assert index.query_many([], 5) == []
 
 
+def test_a_run_of_equal_texts_gets_each_query_its_own_answer() -> None:
+    """Equal consecutive texts share one scoring pass (an alert storm's incidents);
+    exclude and before still apply to each query alone."""
+    index, ids, texts = _corpus_index()
+    index.upsert([(ids[i], texts[i] + " reopened after rollback") for i in range(0, 600, 40)])
+    picked = [300, 300, 301, 301, 301, 7, 300]
+    queries = [texts[i] for i in picked]
+    # each query excludes a different incident and keeps a different range before it
+    exclude = [ids[i] for i in (300, 299, 301, 5, 302, 7, 300)]
+    before = [ids[i] for i in (301, 150, 302, 400, 20, 8, 599)]
+    batch = index.query_many(queries, 5, exclude=exclude, before=before)
+    alone = [
+        index.query_many([q], 5, exclude=[x], before=[b])[0]
+        for q, x, b in zip(queries, exclude, before, strict=True)
+    ]
+    assert [_pairs(b) for b in batch] == [_pairs(a) for a in alone]
+    assert _pairs(batch[0]) != _pairs(batch[1])  # same text, other masks, other answer
+    assert all(answer for answer in batch)
+
+
 def test_compaction_gives_the_same_answers_as_a_fresh_build() -> None:
     index, ids, texts = _corpus_index()
     changed = {ids[i]: f"{texts[i]} gpu quota exhausted {i}" for i in range(0, 600, 3)}

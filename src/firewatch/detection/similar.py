@@ -247,16 +247,23 @@ class SimilarIndex:
         queries = self._weigh(self._counts(texts), snap.idf)
         ids = np.concatenate([snap.ids, snap.side_ids])
         n = len(snap.ids)
+        raw = np.zeros(len(ids))  # the last text's scores, before the per-query masks
         scores = np.zeros(len(ids))
         out: list[list[Match]] = []
         for i in range(len(texts)):
-            lo, hi = queries.indptr[i], queries.indptr[i + 1]
-            terms, weights = queries.indices[lo:hi], queries.data[lo:hi]
-            if snap.main_t is not None and n:
-                scores[:n] = _scores(snap.main_t, terms, weights)
-                scores[:n][snap.stale] = 0.0
-            if snap.side_t is not None:
-                scores[n:] = _scores(snap.side_t, terms, weights)
+            # A text equal to the one before it has the same scores: an alert storm opens
+            # runs of incidents with one title, which were each scored against the whole
+            # index (the same products again, ~1 ms each at ~30k incidents).
+            if i == 0 or texts[i] != texts[i - 1]:
+                lo, hi = queries.indptr[i], queries.indptr[i + 1]
+                terms, weights = queries.indices[lo:hi], queries.data[lo:hi]
+                raw[:] = 0.0
+                if snap.main_t is not None and n:
+                    raw[:n] = _scores(snap.main_t, terms, weights)
+                    raw[:n][snap.stale] = 0.0
+                if snap.side_t is not None:
+                    raw[n:] = _scores(snap.side_t, terms, weights)
+            scores[:] = raw
             if exclude is not None and exclude[i] is not None:
                 scores[ids == exclude[i]] = 0.0
             if before is not None and before[i] is not None:

@@ -232,10 +232,12 @@ _PENDING = (
     _TEXT
     + """
  WHERE i.opened_at > now() - interval '1 day'
+   AND i.id > $2 AND i.id <= $3
    AND NOT EXISTS (SELECT 1 FROM incident_similar s WHERE s.incident_id = i.id)
  ORDER BY i.id LIMIT $1
 """
 )
+_NO_ID_LIMIT = 2**63 - 1
 
 # One statement for the whole batch; ignores a row another process wrote first.
 _STORE = """
@@ -253,28 +255,48 @@ async def warm(state: SimilarState, pool: PgPool, rebuild_seconds: float) -> Non
 async def suggest_all(
     state: SimilarState, pool: PgPool, k: int, rebuild_seconds: float, batch: int = 100
 ) -> int:
-    """:func:`suggest_new` in batches of ``batch`` until none is left; returns how many
-    were stored. One batch per interval fell behind any storm of more than ``batch``
-    incidents per interval (10 a second by default) and never caught up during it."""
+    """Suggestions for every incident that has none yet and existed when the run
+    began, in batches of ``batch``; returns how many were stored.
+
+    One batch per interval fell behind any storm of more than ``batch`` incidents per
+    interval (10 a second by default) and never caught up during it. The index
+    catches up once per run, not per batch (each catch-up re-reads the last
+    :data:`OVERLAP` of changes), and each batch starts after the last one's ids, so
+    a run costs in proportion to what it suggests. Incidents opened during the run
+    wait for the next one, which first indexes their own past.
+    """
+    async with pool.acquire() as conn:
+        upto = await conn.fetchval("SELECT max(id) FROM incidents")  # before catching up
+        pending = await conn.fetch(_PENDING, batch, 0, upto or 0)
     total = 0
-    while True:
-        stored = await suggest_new(state, pool, k, rebuild_seconds, limit=batch)
-        total += stored
-        if stored < batch:  # the last batch (or one another process raced): done for now
-            return total
+    index: SimilarIndex | None = None
+    while pending:
+        if index is None:
+            index = await _refresh(state, pool, rebuild_seconds)
+        total += await _suggest(index, pool, k, pending)
+        async with pool.acquire() as conn:
+            pending = await conn.fetch(_PENDING, batch, pending[-1]["id"], upto)
+    return total
 
 
 async def suggest_new(
     state: SimilarState, pool: PgPool, k: int, rebuild_seconds: float, limit: int = 100
 ) -> int:
-    """Store the top-k similar past incidents for incidents that have none yet (opened
-    in the last day). Safe to run in every replica: the insert ignores a row another
-    process wrote first. Returns how many were stored."""
+    """Store the top-k similar past incidents for up to ``limit`` incidents that have
+    none yet (opened in the last day). Safe to run in every replica: the insert
+    ignores a row another process wrote first. Returns how many were stored."""
     async with pool.acquire() as conn:
-        pending = await conn.fetch(_PENDING, limit)
+        pending = await conn.fetch(_PENDING, limit, 0, _NO_ID_LIMIT)
     if not pending:
         return 0
     index = await _refresh(state, pool, rebuild_seconds)
+    return await _suggest(index, pool, k, pending)
+
+
+async def _suggest(
+    index: SimilarIndex, pool: PgPool, k: int, pending: Sequence[asyncpg.Record]
+) -> int:
+    """Score and store the suggestions of ``pending`` (rows of ``_PENDING``)."""
     ids = [r["id"] for r in pending]
     texts = [_text(r) for r in pending]
     # only incidents opened before this one are "past" incidents
