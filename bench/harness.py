@@ -492,7 +492,7 @@ class Stack:
 #: over :data:`SETTLE_WINDOW` seconds.
 SETTLE_CPU_SHARE: Final = 0.05
 SETTLE_WINDOW: Final = 0.5
-SETTLE_TIMEOUT: Final = 30.0
+SETTLE_TIMEOUT: Final = 120.0
 
 
 def settle(pid: int, *, timeout: float = SETTLE_TIMEOUT) -> float:
@@ -501,11 +501,13 @@ def settle(pid: int, *, timeout: float = SETTLE_TIMEOUT) -> float:
     Work a load leaves running (spans still being exported, a suggester batch in
     progress) would otherwise be charged to the next load and compete with it for the
     cores. It cannot see work that has not started: firewatch's similar-incident
-    suggester (a child process of ``serve``) wakes every 10 s, so the incidents it
-    has to index after a create round can still land in the next round (after 6,600
-    creates in 5 s, it used 122, then 39, then 0 µs of CPU per request in the 5 s
-    GET windows that followed a 2 s one). A server without background work (the
-    baselines) is idle at once. Gives up after ``timeout`` seconds.
+    suggester (a child process of ``serve``) wakes every 10 s, so the incidents of a
+    create round can still be scored during the next round, firewatch's own GET
+    (:func:`alternate` settles every server of the comparison before each load, so
+    such work cannot run in another stack's round unless it outlasts ``timeout``).
+    A server without background work (the baselines) is idle at once. Gives up after
+    ``timeout`` seconds: 30 s was too short once the suggester scored every incident
+    of a create round, not 100 per wake (2026-11-28).
     """
     start = time.monotonic()
     before = _cpu_seconds(pid)
@@ -554,9 +556,13 @@ def alternate(
     for n in range(rounds):
         for stack in stacks if n % 2 == 0 else list(reversed(stacks)):
             for load in stack.loads:
-                waited = settle(stack.server.process.pid)
-                if progress and waited >= 1.0:
-                    progress(f"{stack.server.name}: waited {waited:.1f}s for the server to settle")
+                # every server of the comparison, not just this load's: work one left
+                # running (firewatch's suggester scoring the incidents of a create round)
+                # must not be charged to another stack's round
+                for other in stacks:
+                    waited = settle(other.server.process.pid)
+                    if progress and waited >= 1.0:
+                        progress(f"{other.server.name}: waited {waited:.1f}s for it to settle")
                 try:
                     result = run_wrk(
                         stack.server.base_url,
