@@ -97,6 +97,24 @@ def test_a_run_of_equal_texts_gets_each_query_its_own_answer() -> None:
     assert all(answer for answer in batch)
 
 
+def test_a_storm_of_equal_incidents_ranks_ties_by_id_in_a_run_too() -> None:
+    """An index of equal texts (every score tied) and a batch of the same text: each
+    query gets the lowest ids it may return, as alone."""
+    storm = "feature drift on checkout-ranker psi above 0.2"
+    index = SimilarIndex()
+    index.build(list(range(1, 301)), [storm] * 300)
+    index.upsert([(n, storm) for n in range(301, 341)])  # the side matrix too
+    index.upsert([(5, storm + " rollback")])  # one stale main row, now a side row
+    batch_ids = [200, 3, 4, 250, 320, 6]
+    batch = index.query_many(
+        [storm] * len(batch_ids), 5, exclude=batch_ids, before=[b + 1 for b in batch_ids]
+    )
+    alone = [index.query_many([storm], 5, exclude=[b], before=[b + 1])[0] for b in batch_ids]
+    assert [_pairs(b) for b in batch] == [_pairs(a) for a in alone]
+    assert [m.incident_id for m in batch[0]] == [1, 2, 3, 4, 6]
+    assert [m.incident_id for m in batch[1]] == [1, 2]  # only ids below 4, itself excluded
+
+
 def test_compaction_gives_the_same_answers_as_a_fresh_build() -> None:
     index, ids, texts = _corpus_index()
     changed = {ids[i]: f"{texts[i]} gpu quota exhausted {i}" for i in range(0, 600, 3)}

@@ -248,6 +248,7 @@ class SimilarIndex:
         ids = np.concatenate([snap.ids, snap.side_ids])
         n = len(snap.ids)
         raw = np.zeros(len(ids))  # the last text's scores, before the per-query masks
+        ranked: Any = None  # positions of raw's positive scores, best first (in a run)
         scores = np.zeros(len(ids))
         out: list[list[Match]] = []
         for i in range(len(texts)):
@@ -255,6 +256,7 @@ class SimilarIndex:
             # runs of incidents with one title, which were each scored against the whole
             # index (the same products again, ~1 ms each at ~30k incidents).
             if i == 0 or texts[i] != texts[i - 1]:
+                ranked = None
                 lo, hi = queries.indptr[i], queries.indptr[i + 1]
                 terms, weights = queries.indices[lo:hi], queries.data[lo:hi]
                 raw[:] = 0.0
@@ -263,6 +265,21 @@ class SimilarIndex:
                     raw[:n][snap.stale] = 0.0
                 if snap.side_t is not None:
                     raw[n:] = _scores(snap.side_t, terms, weights)
+            else:
+                if ranked is None:  # the second of a run: rank its candidates once
+                    positive = np.flatnonzero(raw > 0)
+                    ranked = positive[np.lexsort((ids[positive], -raw[positive]))]
+                out.append(
+                    _pick(
+                        ids,
+                        raw,
+                        ranked,
+                        k,
+                        exclude=None if exclude is None else exclude[i],
+                        before=None if before is None else before[i],
+                    )
+                )
+                continue
             scores[:] = raw
             if exclude is not None and exclude[i] is not None:
                 scores[ids == exclude[i]] = 0.0
@@ -270,6 +287,29 @@ class SimilarIndex:
                 scores[ids >= before[i]] = 0.0
             out.append(_top(ids, scores, k))
         return out
+
+
+def _pick(
+    ids: Any, raw: Any, ranked: Any, k: int, *, exclude: int | None, before: int | None
+) -> list[Match]:
+    """The first ``k`` of ``ranked`` (positions with a positive score, best first, ties
+    by id) that a query may return: what :func:`_top` gives after the query's own
+    masks, without another pass over every indexed incident."""
+    out: list[Match] = []
+    step = max(4 * k, 64)
+    for start in range(0, len(ranked), step):
+        chunk = ranked[start : start + step]
+        found = ids[chunk]
+        keep = np.ones(len(chunk), dtype=bool)
+        if exclude is not None:
+            keep &= found != exclude
+        if before is not None:
+            keep &= found < before
+        for j in chunk[keep][: k - len(out)].tolist():
+            out.append(Match(int(ids[j]), round(float(raw[j]), 4)))
+        if len(out) == k:
+            break
+    return out
 
 
 def _scores(matrix_t: Any, terms: Any, weights: Any) -> Any:
