@@ -38,3 +38,22 @@ async def test_transaction_scoped_settings_do_not_leak(database_url: str) -> Non
             assert isinstance(conn, asyncpg.pool.PoolConnectionProxy)
     finally:
         await pool.close()
+
+
+async def test_a_pool_without_jit_keeps_it_off_in_every_session(database_url: str) -> None:
+    default = await create_pool(database_url, min_size=1, max_size=1)
+    without = await create_pool(database_url, min_size=1, max_size=2, jit=False)
+    try:
+        server_default = await default.fetchval(
+            "SELECT reset_val FROM pg_settings WHERE name = 'jit'"
+        )
+        assert await default.fetchval("SHOW jit") == server_default
+        async with without.acquire() as a, without.acquire() as b:
+            assert [await a.fetchval("SHOW jit"), await b.fetchval("SHOW jit")] == ["off", "off"]
+        # and still after a release (the pool's reset) and a reconnection
+        assert await without.fetchval("SHOW jit") == "off"
+        await without.expire_connections()
+        assert await without.fetchval("SHOW jit") == "off"
+    finally:
+        await default.close()
+        await without.close()

@@ -55,7 +55,7 @@ async def run(settings: Settings, *, parent: int | None = None) -> None:
     url = settings.database_url.get_secret_value()
     interval = settings.similar_suggest_interval
     state = SimilarState()
-    pool = await create_pool(url, min_size=1, max_size=2)
+    pool = await create_pool(url, min_size=1, max_size=2, jit=False)
     lock: asyncpg.Connection | None = None
     try:
         while parent is None or os.getppid() == parent:

@@ -86,9 +86,24 @@ async def _reset_connection(conn: asyncpg.Connection[Any]) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, command_timeout: float = 30.0
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    command_timeout: float = 30.0,
+    jit: bool = True,
 ) -> PgPool:
-    """Open a pool whose connections decode json/jsonb to Python values."""
+    """Open a pool whose connections decode json/jsonb to Python values.
+
+    ``jit=False`` turns PostgreSQL's JIT compilation off for the pool's sessions: the
+    suggester's batch queries (a correlated subquery per row) are estimated far above
+    ``jit_above_cost`` and were compiled on every run, ~180 ms of compilation for a
+    query that ran in ~2 ms (``EXPLAIN ANALYZE`` of its pending-incidents query,
+    2026-11-28).
+    """
+    settings = {"application_name": "firewatch", "timezone": "UTC"}
+    if not jit:
+        settings["jit"] = "off"
     pool: PgPool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -96,6 +111,6 @@ async def create_pool(
         command_timeout=command_timeout,
         init=_init_connection,
         reset=_reset_connection,
-        server_settings={"application_name": "firewatch", "timezone": "UTC"},
+        server_settings=settings,
     )
     return pool
