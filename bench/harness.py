@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
@@ -294,6 +294,11 @@ class Load:
     body: bytes | None = None
     ids: tuple[int, int] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds to wait after this load, then settle, before the next one: work the load
+    #: leaves for later (firewatch's suggester scores new incidents on its next run, up
+    #: to 10 s away) then runs outside every measured round. The server's CPU meanwhile
+    #: is recorded as the load's deferred CPU (:attr:`Stat.deferred_us_per_request`).
+    after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,7 @@ class WrkResult:
     max_ms: float
     errors: int  # socket errors plus HTTP status >= 400
     server_cpu_s: float | None = None  # CPU (user+sys) the server process spent meanwhile
+    deferred_cpu_s: float | None = None  # ... and in the ``Load.after`` wait that followed
 
     @property
     def rps(self) -> float:
@@ -472,6 +478,17 @@ class Stat:
         return statistics.median(known) if known else None
 
     @property
+    def deferred_us_per_request(self) -> float | None:
+        """Median CPU per request the server's process tree spent after the rounds
+        (``Load.after``): background work the requests caused."""
+        known = [
+            r.deferred_cpu_s / r.requests * 1e6
+            for r in self.rounds
+            if r.deferred_cpu_s is not None and r.requests
+        ]
+        return statistics.median(known) if known else None
+
+    @property
     def max_p99_ms(self) -> float:
         return max(r.p99_ms for r in self.rounds)
 
@@ -574,6 +591,14 @@ def alternate(
                     )
                 except LoadError as exc:
                     raise LoadError(f"{exc}\n{stack.server.log_tail()}") from None
+                if load.after > 0:
+                    pid = stack.server.process.pid
+                    before = _cpu_seconds(pid)
+                    time.sleep(load.after)
+                    settle(pid)
+                    spent = _cpu_seconds(pid)
+                    if before is not None and spent is not None:
+                        result = replace(result, deferred_cpu_s=spent - before)
                 stats.setdefault((stack.server.name, load.name), Stat()).rounds.append(result)
                 if progress:
                     progress(
