@@ -207,7 +207,7 @@ async def test_the_suggester_yields_the_cpu_and_builds_its_index_before_any_inci
             if child.nice() != base:
                 break
             await asyncio.sleep(0.1)
-        assert child.nice() == base + 7
+        assert child.nice() == min(19, base + 7)  # nice saturates at 19
         assert psutil.Process(server.process.pid).nice() == base  # the API keeps its own
         for _ in range(300):  # built at start, with no new incident to suggest for
             if "similar-incident index built" in server.log():
