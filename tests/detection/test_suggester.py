@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from firewatch.auth.principal import Principal
-from firewatch.detection import suggester
+from firewatch.detection import similar_service, suggester
 from firewatch.incidents import service
 from firewatch.runtime.database import PgPool, create_pool
 from firewatch.settings import Settings
@@ -129,6 +129,19 @@ async def test_a_run_suggests_for_every_pending_incident_not_one_batch(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_run_stops_between_batches_once_told_to(db: PgPool) -> None:
+    """A suggester whose `serve` is gone (keep_going false) stops within a batch."""
+    for n in range(5):
+        await _open(db, f"feature store lag, wave {n}")
+    answers = iter([True, False])
+    state = similar_service.SimilarState()
+    stopped = await similar_service.suggest_all(
+        state, db, 5, 300.0, batch=2, keep_going=lambda: next(answers)
+    )
+    assert stopped == 2  # one batch, then asked again and told no
+    assert await similar_service.suggest_all(state, db, 5, 300.0, batch=2) == 3
 
 
 async def test_serve_starts_a_suggester_process_and_stops_it(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -253,7 +253,13 @@ async def warm(state: SimilarState, pool: PgPool, rebuild_seconds: float) -> Non
 
 
 async def suggest_all(
-    state: SimilarState, pool: PgPool, k: int, rebuild_seconds: float, batch: int = 100
+    state: SimilarState,
+    pool: PgPool,
+    k: int,
+    rebuild_seconds: float,
+    batch: int = 100,
+    *,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> int:
     """Suggestions for every incident that has none yet and existed when the run
     began, in batches of ``batch``; returns how many were stored.
@@ -263,14 +269,16 @@ async def suggest_all(
     catches up once per run, not per batch (each catch-up re-reads the last
     :data:`OVERLAP` of changes), and each batch starts after the last one's ids, so
     a run costs in proportion to what it suggests. Incidents opened during the run
-    wait for the next one, which first indexes their own past.
+    wait for the next one, which first indexes their own past. ``keep_going`` is
+    asked before each batch: a suggester whose ``serve`` is gone stops within a
+    batch, not after a whole backlog.
     """
     async with pool.acquire() as conn:
         upto = await conn.fetchval("SELECT max(id) FROM incidents")  # before catching up
         pending = await conn.fetch(_PENDING, batch, 0, upto or 0)
     total = 0
     index: SimilarIndex | None = None
-    while pending:
+    while pending and keep_going():
         if index is None:
             index = await _refresh(state, pool, rebuild_seconds)
         total += await _suggest(index, pool, k, pending)

@@ -57,8 +57,12 @@ async def run(settings: Settings, *, parent: int | None = None) -> None:
     state = SimilarState()
     pool = await create_pool(url, min_size=1, max_size=2, jit=False)
     lock: asyncpg.Connection | None = None
+
+    def parent_alive() -> bool:
+        return parent is None or os.getppid() == parent
+
     try:
-        while parent is None or os.getppid() == parent:
+        while parent_alive():
             try:
                 if lock is None or lock.is_closed():
                     lock = await asyncpg.connect(url)
@@ -79,6 +83,7 @@ async def run(settings: Settings, *, parent: int | None = None) -> None:
                         settings.similar_k,
                         settings.similar_rebuild_seconds,
                         batch=SUGGEST_BATCH,
+                        keep_going=parent_alive,
                     )
             except asyncio.CancelledError:
                 raise
