@@ -200,8 +200,8 @@ async def test_similar_endpoint_returns_resolutions_and_follows_changes(
 
     # Suggestions at open time are stored once per new incident.
     state = similar_service.SimilarState()  # a fresh index, built from the database
-    assert await similar_service.suggest_new(state, pool, 5, 300.0, limit=10_000) >= 1
-    assert await similar_service.suggest_new(state, pool, 5, 300.0, limit=10_000) == 0
+    assert await similar_service.suggest_all(state, pool, 5, 300.0, batch=100) >= 1
+    assert await similar_service.suggest_all(state, pool, 5, 300.0, batch=100) == 0
     stored = (await client.get(f"{API}/{second['id']}/similar")).json()["suggested_at_open"]
     assert stored is not None
     assert stored["items"][0]["id"] == first["id"]

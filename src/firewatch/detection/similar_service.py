@@ -12,9 +12,9 @@ database when it is older than ``FIREWATCH_SIMILAR_REBUILD_SECONDS``. Resolution
 notes are the note of the latest move to ``resolved`` in the timeline (which also
 bumps ``updated_at``).
 
-Suggestions on new incidents: :func:`suggest_new` stores the top-k for each incident
-of a batch that has none yet (``incident_similar``), and :func:`suggest_all` repeats
-batches until none is left, run periodically by the suggester process
+Suggestions on new incidents: :func:`suggest_all` stores the top-k for each incident
+that has none yet (``incident_similar``), in batches until none is left, run
+periodically by the suggester process
 (detection/suggester.py): per batch, one query reads the pending incidents, one call
 scores them all, one query reads the suggested incidents' details and one statement
 stores every suggestion.
@@ -237,7 +237,6 @@ _PENDING = (
  ORDER BY i.id LIMIT $1
 """
 )
-_NO_ID_LIMIT = 2**63 - 1
 
 # One statement for the whole batch; ignores a row another process wrote first.
 _STORE = """
@@ -257,12 +256,14 @@ async def suggest_all(
     pool: PgPool,
     k: int,
     rebuild_seconds: float,
-    batch: int = 100,
+    batch: int,
     *,
     keep_going: Callable[[], bool] = lambda: True,
 ) -> int:
-    """Suggestions for every incident that has none yet and existed when the run
-    began, in batches of ``batch``; returns how many were stored.
+    """Suggestions for every incident that has none yet (opened in the last day) and
+    existed when the run began, in batches of ``batch``; returns how many were
+    stored. Safe to run in every replica: the insert ignores a row another process
+    wrote first.
 
     One batch per interval fell behind any storm of more than ``batch`` incidents per
     interval (10 a second by default) and never caught up during it. The index
@@ -285,20 +286,6 @@ async def suggest_all(
         async with pool.acquire() as conn:
             pending = await conn.fetch(_PENDING, batch, pending[-1]["id"], upto)
     return total
-
-
-async def suggest_new(
-    state: SimilarState, pool: PgPool, k: int, rebuild_seconds: float, limit: int = 100
-) -> int:
-    """Store the top-k similar past incidents for up to ``limit`` incidents that have
-    none yet (opened in the last day). Safe to run in every replica: the insert
-    ignores a row another process wrote first. Returns how many were stored."""
-    async with pool.acquire() as conn:
-        pending = await conn.fetch(_PENDING, limit, 0, _NO_ID_LIMIT)
-    if not pending:
-        return 0
-    index = await _refresh(state, pool, rebuild_seconds)
-    return await _suggest(index, pool, k, pending)
 
 
 async def _suggest(
