@@ -28,6 +28,7 @@ from firewatch.http.responses import JSONResponse
 from firewatch.http.routes import add_routes
 from firewatch.http.security import SecurityHeadersMiddleware
 from firewatch.incidents import api as incidents_api
+from firewatch.incidents import service as incidents_service
 from firewatch.notifications import api as notifications_api
 from firewatch.notifications import service as notifications_service
 from firewatch.observability import api as observability_api
@@ -95,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=settings.db_pool_max,
             command_timeout=settings.db_command_timeout,
         )
+        app.state.creates = incidents_service.CreateBatcher(app.state.pool)
         app.state.redis = create_redis(redis_url)
         app.state.auth = AuthState.build(settings, app.state.redis)
         sealer = asyncio.create_task(

@@ -13,12 +13,17 @@ from typing import cast
 from fastapi import Request
 from redis.asyncio import Redis
 
+from firewatch.incidents.service import CreateBatcher
 from firewatch.runtime.database import PgPool
 from firewatch.settings import Settings
 
 
 def app_pool(request: Request) -> PgPool:
     return cast(PgPool, request.app.state.pool)
+
+
+def app_creates(request: Request) -> CreateBatcher:
+    return cast(CreateBatcher, request.app.state.creates)
 
 
 def app_redis(request: Request) -> Redis:

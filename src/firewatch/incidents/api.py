@@ -183,8 +183,7 @@ def _expected_version(if_match: str | None, body_version: int | None) -> int | N
     summary="Open an incident",
 )
 async def create_incident(body: IncidentCreate, caller: Writer, request: Request) -> Response:
-    row = await service.create_incident(
-        deps.app_pool(request),
+    row = await deps.app_creates(request).create(
         caller,
         service.NewIncident(
             title=body.title,
