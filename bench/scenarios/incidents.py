@@ -142,8 +142,9 @@ def run(ctx: BenchContext) -> Report:
     )
     table.notes.append(
         "firewatch create = incident + 'created' timeline row + audit entry + notifications "
-        "of matching destinations (none here), one statement; the baselines insert the "
-        "incident only."
+        "of matching destinations (none here), one statement per incident, or per batch of "
+        "up to 4 creates that arrive together (ADR-008, item 6); the baselines insert the "
+        "incident only, one statement per request."
     )
 
     def s(stack: str, load: str) -> Stat:
