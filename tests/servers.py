@@ -78,7 +78,9 @@ def redis_db(url: str) -> int:
 def with_redis_db(url: str, db: int) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
-        return urlunsplit(parts._replace(query=f"db={db}"))
+        # not urlunsplit: "unix" is not a netloc scheme to it, so it would drop the "//"
+        # and give "unix:/path", which redis-py's synchronous client refuses
+        return f"unix://{parts.path}?db={db}"
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
