@@ -15,7 +15,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from firewatch.audit.chain import digest
 from firewatch.auth.principal import Principal
-from firewatch.incidents import service
+from firewatch.incidents import service, store
 from firewatch.runtime.database import PgPool, create_pool
 from tests.incidents.test_api import API, unique
 from tests.notifications.test_delivery import destination
@@ -208,3 +208,33 @@ async def test_concurrent_api_creates_each_answer_their_own_incident(
         got = await client.get(r.headers["location"])
         assert got.json()["title"] == body["title"]
     assert len({r.json()["id"] for r in answers}) == count
+
+
+async def test_many_in_one_statement_is_only_for_incidents_opened_by_hand(pool: PgPool) -> None:
+    grouped = store.Creation(
+        title="Alertmanager group",
+        description="",
+        severity=2,
+        category="latency",
+        service=None,
+        team=None,
+        owner=None,
+        labels={},
+        actor=ACTOR.subject,
+        actor_kind=ACTOR.kind,
+        client=None,
+        snapshot={},
+        after_digest=None,
+        now=datetime.now(UTC),
+        source="alertmanager",
+        group_key='{}:{alertname="x"}',
+    )
+    async with pool.acquire() as conn:
+        with pytest.raises(ValueError, match="without a source"):
+            await store.create_many(conn, [grouped, grouped])
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM incidents WHERE group_key = $1", grouped.group_key
+            )
+            == 0
+        )

@@ -121,28 +121,8 @@ async def open_incident(
     """Open an incident: row, 'created' entry, audit entry and ``incident.opened``
     notifications, in one statement (one round trip). ``source``/``group_key`` mark an
     incident opened by an integration for a group (see firewatch.alerts.service)."""
-    snapshot = created_snapshot(new, source, group_key)
     return await store.create(
-        conn,
-        title=new.title,
-        description=new.description,
-        severity=new.severity,
-        category=new.category,
-        service=new.service,
-        team=new.team,
-        owner=new.owner,
-        labels=new.labels or {},
-        actor=actor.subject,
-        actor_kind=actor.kind,
-        client=actor.client,
-        snapshot=snapshot,
-        after_digest=digest(snapshot),
-        now=now,
-        source=source,
-        group_key=group_key,
-        audit_details={"source": source} if source is not None else None,
-        traceparent=tracing.current_traceparent(),
-        with_timeline_id=with_timeline_id,
+        conn, _creation(actor, new, now, source, group_key), with_timeline_id=with_timeline_id
     )
 
 
@@ -250,8 +230,14 @@ async def create_incident(pool: Pool, actor: Principal, new: NewIncident) -> asy
     return row
 
 
-def _creation(actor: Principal, new: NewIncident, now: datetime) -> store.Creation:
-    snapshot = created_snapshot(new)
+def _creation(
+    actor: Principal,
+    new: NewIncident,
+    now: datetime,
+    source: str | None = None,
+    group_key: str | None = None,
+) -> store.Creation:
+    snapshot = created_snapshot(new, source, group_key)
     return store.Creation(
         title=new.title,
         description=new.description,
@@ -268,6 +254,9 @@ def _creation(actor: Principal, new: NewIncident, now: datetime) -> store.Creati
         after_digest=digest(snapshot),
         now=now,
         traceparent=tracing.current_traceparent(),
+        source=source,
+        group_key=group_key,
+        audit_details={"source": source} if source is not None else None,
     )
 
 
@@ -343,7 +332,7 @@ class CreateBatcher:
         try:
             async with self._pool.acquire() as conn:
                 if len(batch) == 1:
-                    rows = [await _create_one(conn, batch[0][0])]
+                    rows = [await store.create(conn, batch[0][0])]
                 else:
                     rows = await store.create_many(conn, [creation for creation, _ in batch])
         except asyncpg.PostgresError as exc:
@@ -372,27 +361,6 @@ def _settle(batch: list[_Waiting], exc: BaseException) -> None:
             future.cancel()
         else:
             future.set_exception(exc)
-
-
-async def _create_one(conn: Conn, c: store.Creation) -> asyncpg.Record:
-    return await store.create(
-        conn,
-        title=c.title,
-        description=c.description,
-        severity=c.severity,
-        category=c.category,
-        service=c.service,
-        team=c.team,
-        owner=c.owner,
-        labels=c.labels,
-        actor=c.actor,
-        actor_kind=c.actor_kind,
-        client=c.client,
-        snapshot=c.snapshot,
-        after_digest=c.after_digest,
-        now=c.now,
-        traceparent=c.traceparent,
-    )
 
 
 async def get_incident(pool: Pool, incident_id: int) -> asyncpg.Record:

@@ -47,63 +47,11 @@ _CREATE_PLAIN = f"{_CREATE} SELECT {COLUMNS} {_WOKEN}"
 _CREATE_WITH_TIMELINE = f"{_CREATE} SELECT {COLUMNS}, (SELECT id FROM tl) AS timeline_id {_WOKEN}"
 
 
-async def create(
-    conn: Conn,
-    *,
-    title: str,
-    description: str,
-    severity: int,
-    category: str,
-    service: str | None,
-    team: str | None,
-    owner: str | None,
-    labels: dict[str, str],
-    actor: str,
-    actor_kind: str,
-    client: str | None,
-    snapshot: dict[str, Any],
-    after_digest: str | None,
-    now: datetime,
-    source: str | None = None,
-    group_key: str | None = None,
-    audit_details: dict[str, Any] | None = None,
-    traceparent: str | None = None,
-    with_timeline_id: bool = False,
-) -> asyncpg.Record:
-    """Open an incident in one statement: the row, its 'created' timeline entry, its
-    audit entry and an ``incident.opened`` notification per matching destination.
-
-    Returns the ``COLUMNS`` of the new row, plus ``timeline_id`` (of the 'created'
-    entry) when ``with_timeline_id``.
-    """
-    row = await conn.fetchrow(
-        _CREATE_WITH_TIMELINE if with_timeline_id else _CREATE_PLAIN,
-        title,
-        description,
-        severity,
-        category,
-        service,
-        team,
-        owner,
-        labels,
-        actor,
-        source,
-        group_key,
-        now,
-        snapshot,
-        actor_kind,
-        after_digest,
-        client,
-        audit_details or {},
-        traceparent,
-    )
-    assert row is not None
-    return row
-
-
 @dataclass(frozen=True, slots=True)
 class Creation:
-    """One incident to open with :func:`create_many`: the arguments of :func:`create`."""
+    """One incident to open (:func:`create`, :func:`create_many`): its fields, who opens
+    it, what its timeline and audit entries record, and the trace its notifications
+    continue. ``source``/``group_key`` mark one opened by an integration for a group."""
 
     title: str
     description: str
@@ -120,6 +68,41 @@ class Creation:
     after_digest: str | None
     now: datetime
     traceparent: str | None = None
+    source: str | None = None
+    group_key: str | None = None
+    audit_details: dict[str, Any] | None = None
+
+
+async def create(conn: Conn, c: Creation, *, with_timeline_id: bool = False) -> asyncpg.Record:
+    """Open an incident in one statement: the row, its 'created' timeline entry, its
+    audit entry and an ``incident.opened`` notification per matching destination.
+
+    Returns the ``COLUMNS`` of the new row, plus ``timeline_id`` (of the 'created'
+    entry) when ``with_timeline_id``.
+    """
+    row = await conn.fetchrow(
+        _CREATE_WITH_TIMELINE if with_timeline_id else _CREATE_PLAIN,
+        c.title,
+        c.description,
+        c.severity,
+        c.category,
+        c.service,
+        c.team,
+        c.owner,
+        c.labels,
+        c.actor,
+        c.source,
+        c.group_key,
+        c.now,
+        c.snapshot,
+        c.actor_kind,
+        c.after_digest,
+        c.client,
+        c.audit_details or {},
+        c.traceparent,
+    )
+    assert row is not None
+    return row
 
 
 # Several incidents in one statement: the rows travel as one array per column, the ids
@@ -175,6 +158,8 @@ async def create_many(conn: Conn, creations: list[Creation]) -> list[asyncpg.Rec
     per-statement work (executor start, locks, commit) is paid once (see
     service.CreateBatcher). Only for incidents opened by hand: no source, no group.
     """
+    if any(c.source or c.group_key or c.audit_details for c in creations):
+        raise ValueError("create_many opens incidents without a source, group or details")
     rows = await conn.fetch(
         _CREATE_MANY,
         [c.title for c in creations],
