@@ -280,8 +280,8 @@ class CreateBatcher:
     back from PostgreSQL together, so their clients' next requests also arrive
     together. With batches of up to 64, the batches under wrk alternated between 1
     and 15 incidents and the API process waited for PostgreSQL between them (a core
-    idle 74-82% of the time); with batches of 4, two at a time, PostgreSQL works on one
-    batch while the API answers another (idle 44%, throughput ~2,600 against ~2,000
+    idle 73-82% of the time); with batches of 4, two at a time, PostgreSQL works on one
+    batch while the API answers another (idle 44%, throughput 2,617 against 1,550-2,460
     req/s; ADR-008 has the runs).
 
     A batch commits or fails as a whole. When PostgreSQL refuses it (an error reply:
