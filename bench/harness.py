@@ -537,6 +537,20 @@ def settle(pid: int, *, timeout: float = SETTLE_TIMEOUT) -> float:
     return time.monotonic() - start
 
 
+def _wait_after(pid: int, load: Load) -> float | None:
+    """Wait ``load.after`` seconds, then for ``pid``'s tree to settle; the CPU seconds
+    it spent meanwhile (None when there is no wait or the process is gone)."""
+    if load.after <= 0:
+        return None
+    before = _cpu_seconds(pid)
+    time.sleep(load.after)
+    settle(pid)
+    spent = _cpu_seconds(pid)
+    if before is None or spent is None:
+        return None
+    return spent - before
+
+
 def alternate(
     stacks: Sequence[Stack],
     *,
@@ -550,7 +564,8 @@ def alternate(
     """Rounds over the stacks, in order then reversed: A B C, C B A, A B C, ...
 
     Each server is warmed up first (results discarded) so connection pools and
-    statement caches are filled before anything is recorded, and every load waits
+    statement caches are filled before anything is recorded (a warm-up load is
+    followed by its ``Load.after`` wait, as in a round), and every load waits
     for its server to settle (:func:`settle`). Reversing the order every
     other round puts each stack first as often as last, so a host that speeds up or
     slows down during a round does not favour one side of a comparison
@@ -570,6 +585,9 @@ def alternate(
                     )
                 except LoadError as exc:
                     raise LoadError(f"{exc}\n{stack.server.log_tail()}") from None
+                # the work a warm-up leaves (the suggester scoring its incidents) is not
+                # the first round's, as it is not the next round's after a measured load
+                _wait_after(stack.server.process.pid, load)
     for n in range(rounds):
         for stack in stacks if n % 2 == 0 else list(reversed(stacks)):
             for load in stack.loads:
@@ -591,14 +609,9 @@ def alternate(
                     )
                 except LoadError as exc:
                     raise LoadError(f"{exc}\n{stack.server.log_tail()}") from None
-                if load.after > 0:
-                    pid = stack.server.process.pid
-                    before = _cpu_seconds(pid)
-                    time.sleep(load.after)
-                    settle(pid)
-                    spent = _cpu_seconds(pid)
-                    if before is not None and spent is not None:
-                        result = replace(result, deferred_cpu_s=spent - before)
+                deferred = _wait_after(stack.server.process.pid, load)
+                if deferred is not None:
+                    result = replace(result, deferred_cpu_s=deferred)
                 stats.setdefault((stack.server.name, load.name), Stat()).rounds.append(result)
                 if progress:
                     progress(

@@ -23,6 +23,7 @@ import redis as redis_sync
 from bench import harness, seed
 from bench.context import BenchContext, Knobs
 from bench.scenarios import discover
+from bench.scenarios.incidents import BODY
 
 TINY = Knobs(
     duration=1,
@@ -291,3 +292,25 @@ def test_settle_waits_for_a_busy_process_tree_and_not_for_an_idle_one() -> None:
         for proc in (idle, busy):
             proc.kill()
             proc.wait()
+
+
+def test_a_warm_up_is_followed_by_its_loads_wait_like_a_round(
+    admin_database_url: str, tmp_path: Path
+) -> None:
+    """Work a load leaves behind (``Load.after``) is waited for after its warm-up too,
+    so that the first round does not pay for the warm-up's."""
+    with harness.throwaway_database(admin_database_url, "smoke") as url:
+        spec = harness.baseline_server("minimal", "bench.baselines.minimal:create_app", url)
+        seed.create_baseline_table(url)
+        with harness.serve(spec, tmp_path) as server:
+            create = harness.Load("create", "POST", "/incidents", BODY, after=5.0)
+            start = time.monotonic()
+            stats = harness.alternate(
+                [harness.Stack(server, [create])], rounds=1, duration=0.5, connections=1, warmup=0.3
+            )
+            elapsed = time.monotonic() - start
+    [result] = stats[("minimal", "create")].rounds
+    assert result.deferred_cpu_s is not None
+    # two waits of 5 s (the warm-up's and the round's) besides the loads themselves;
+    # without the warm-up's wait it is one wait and the loads (6.2 s with waits of 3 s)
+    assert elapsed >= 2 * 5.0 + 0.3 + 0.5
