@@ -312,5 +312,5 @@ def test_a_warm_up_is_followed_by_its_loads_wait_like_a_round(
     [result] = stats[("minimal", "create")].rounds
     assert result.deferred_cpu_s is not None
     # two waits of 5 s (the warm-up's and the round's) besides the loads themselves;
-    # without the warm-up's wait it is one wait and the loads (6.2 s with waits of 3 s)
+    # without the warm-up's wait it is one wait and the loads (8.1 s)
     assert elapsed >= 2 * 5.0 + 0.3 + 0.5
