@@ -42,7 +42,7 @@ async def db(fresh_database: str) -> AsyncIterator[PgPool]:
 
 async def _open(pool: PgPool, title: str) -> int:
     new = service.NewIncident(title=title, severity=2, category="latency", service="ranker")
-    row = await service.create_incident(pool, ACTOR, new)
+    row = await service.CreateBatcher(pool).create(ACTOR, new)
     return int(row["id"])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -107,7 +107,9 @@ async def test_creates_of_one_turn_share_statements_and_each_gets_its_own_incide
 async def test_a_batch_opens_what_one_create_alone_opens(pool: PgPool) -> None:
     svc = unique()
     asked = new(3, svc)
-    alone = await service.create_incident(pool, ACTOR, asked)
+    lone = service.CreateBatcher(pool)
+    alone = await lone.create(ACTOR, asked)
+    assert lone.statements == 1  # the one-row statement
     batcher = service.CreateBatcher(pool)
     together = await asyncio.gather(*(batcher.create(ACTOR, asked) for _ in range(3)))
     assert batcher.statements == 1
@@ -238,3 +240,33 @@ async def test_many_in_one_statement_is_only_for_incidents_opened_by_hand(pool: 
             )
             == 0
         )
+
+
+class _AcquireWatch:
+    """The real pool, noting the trace id current where each statement takes its
+    connection (the batch's context)."""
+
+    def __init__(self, pool: PgPool) -> None:
+        self._pool = pool
+        self.trace_ids: list[int] = []
+
+    def acquire(self) -> Any:
+        self.trace_ids.append(trace.get_current_span().get_span_context().trace_id)
+        return self._pool.acquire()
+
+
+async def test_each_batch_runs_in_its_first_requests_context(pool: PgPool) -> None:
+    watch = _AcquireWatch(pool)
+    # one at a time, one per batch: the later batches start when an earlier one ends
+    batcher = service.CreateBatcher(cast(PgPool, watch), max_batch=1, max_running=1)
+    svc = unique()
+
+    async def traced(n: int) -> asyncpg.Record:
+        span = NonRecordingSpan(
+            SpanContext(trace_id=0x5EED00 + n, span_id=0x1 + n, is_remote=False)
+        )
+        with trace.use_span(span):
+            return await batcher.create(ACTOR, new(n, svc))
+
+    await asyncio.gather(*(traced(n) for n in range(3)))
+    assert watch.trace_ids == [0x5EED00, 0x5EED01, 0x5EED02]

@@ -4,6 +4,7 @@ notifications in that transaction."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -223,13 +224,6 @@ async def move(
 # ------------------------------------------------------------------ use cases
 
 
-async def create_incident(pool: Pool, actor: Principal, new: NewIncident) -> asyncpg.Record:
-    async with pool.acquire() as conn:  # one statement: its own transaction
-        row = await open_incident(conn, actor, new, now=_now())
-    metrics.record_incident_opened(row["severity"])
-    return row
-
-
 def _creation(
     actor: Principal,
     new: NewIncident,
@@ -260,7 +254,9 @@ def _creation(
     )
 
 
-_Waiting = tuple[store.Creation, asyncio.Future[asyncpg.Record]]
+#: a create waiting for its batch: what to open, where its answer goes, and the context
+#: (trace, log binding) of the request that asked
+_Waiting = tuple[store.Creation, asyncio.Future[asyncpg.Record], contextvars.Context]
 
 
 class CreateBatcher:
@@ -289,8 +285,9 @@ class CreateBatcher:
     fails only its own request. Any other failure (connection lost, timeout: the
     outcome is unknown) is every request's answer, never retried.
 
-    The statement runs in the context of the batch's first request, so in a sampled
-    trace its SQL span is a child of that request's span.
+    A batch runs in the context of its first request (not of whichever request's
+    batch finished before it), so in a sampled trace its SQL span is a child of that
+    request's span.
     """
 
     def __init__(self, pool: Pool, *, max_batch: int = 4, max_running: int = 2) -> None:
@@ -306,7 +303,7 @@ class CreateBatcher:
     async def create(self, actor: Principal, new: NewIncident) -> asyncpg.Record:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[asyncpg.Record] = loop.create_future()
-        self._pending.append((_creation(actor, new, _now()), future))
+        self._pending.append((_creation(actor, new, _now()), future, contextvars.copy_context()))
         if not self._scheduled and len(self._running) < self._max_running:
             self._scheduled = True
             loop.call_soon(self._start)
@@ -319,7 +316,7 @@ class CreateBatcher:
         while self._pending and len(self._running) < self._max_running:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+            task = asyncio.get_running_loop().create_task(self._run(batch), context=batch[0][2])
             self._running.add(task)
             task.add_done_callback(self._finished)
 
@@ -334,11 +331,14 @@ class CreateBatcher:
                 if len(batch) == 1:
                     rows = [await store.create(conn, batch[0][0])]
                 else:
-                    rows = await store.create_many(conn, [creation for creation, _ in batch])
+                    rows = await store.create_many(conn, [item[0] for item in batch])
         except asyncpg.PostgresError as exc:
             if len(batch) > 1:
                 # refused, so nothing was committed: each alone, for its own answer
-                await asyncio.gather(*(self._run([item]) for item in batch))
+                loop = asyncio.get_running_loop()
+                await asyncio.gather(
+                    *(loop.create_task(self._run([item]), context=item[2]) for item in batch)
+                )
             else:
                 _settle(batch, exc)
         except asyncio.CancelledError:
@@ -347,14 +347,14 @@ class CreateBatcher:
         except Exception as exc:  # the requests' answer (they log it), not this task's
             _settle(batch, exc)
         else:
-            for (_, future), row in zip(batch, rows, strict=True):
+            for (_, future, _), row in zip(batch, rows, strict=True):
                 if not future.done():
                     future.set_result(row)
 
 
 def _settle(batch: list[_Waiting], exc: BaseException) -> None:
     """Give ``exc`` as the answer of every request of ``batch`` still waiting."""
-    for _, future in batch:
+    for _, future, _ in batch:
         if future.done():
             continue
         if isinstance(exc, asyncio.CancelledError):
