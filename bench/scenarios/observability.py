@@ -153,7 +153,7 @@ def _decompose(report: Report, cpu: dict[str, float | None]) -> None:
 def _get_spans(requests: int) -> list[Any]:
     """The spans of ``requests`` sampled GETs as a real SDK provider records them: the
     server span and its SQL and Redis client spans, with the attributes firewatch's
-    server span and the asyncpg/redis instrumentations set."""
+    server, SQL and Redis spans set."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -166,7 +166,7 @@ def _get_spans(requests: int) -> list[Any]:
     )
     provider.add_span_processor(SimpleSpanProcessor(memory))
     server = provider.get_tracer("firewatch.http", "bench")
-    asyncpg = provider.get_tracer("opentelemetry.instrumentation.asyncpg", "0.66b1")
+    asyncpg = provider.get_tracer(tracing.SQL_TRACER_NAME, "bench")
     redis = provider.get_tracer("opentelemetry.instrumentation.redis", "0.66b1")
     for i in range(requests):
         path = f"/api/v1/incidents/INC-{i + 1}"

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
 from firewatch.observability import tracing
@@ -167,9 +167,12 @@ def test_with_tracing_off_helpers_store_and_send_nothing() -> None:
 def server_exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     """ServerSpan's tracer and propagation fields, as configure() sets them."""
     memory = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
+    ids = tracing.primed_id_generator()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON), id_generator=ids)
     provider.add_span_processor(SimpleSpanProcessor(memory))
     monkeypatch.setattr(tracing, "_server_tracer", provider.get_tracer("firewatch.http"))
+    monkeypatch.setattr(tracing, "_ids", ids)
+    monkeypatch.setattr(tracing, "_sampler", provider.sampler)
     monkeypatch.setattr(tracing, "_propagation_fields", frozenset({b"traceparent"}))
     yield memory
     provider.shutdown()
@@ -302,3 +305,50 @@ def test_a_client_span_is_made_only_inside_a_sampled_request(
     assert server.context is not None
     assert client.parent.span_id == server.context.span_id
     provider.shutdown()
+
+
+def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ServerSpan decides a request that brings no traceparent with the provider's own
+    sampler, and makes a dropped span itself: whichever way it goes, the trace id is
+    the one the sampler judged, kept spans come from the SDK with that decision, and
+    dropped ones look as the SDK makes them (ids valid, not sampled, not recording)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # never sent to
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
+    for name in ("_provider", "_server_tracer", "_sql_tracer", "_ids", "_sampler"):
+        monkeypatch.setattr(tracing, name, None)
+    monkeypatch.setattr(tracing, "_propagation_fields", frozenset())
+    from opentelemetry import trace as trace_api
+    from opentelemetry.util._once import Once
+
+    # configure() sets the global provider, which may be set once: this test's only
+    monkeypatch.setattr(trace_api, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace_api, "_TRACER_PROVIDER", None)
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    assert tracing.configure("test")
+    try:
+        memory = InMemorySpanExporter()
+        tracing._provider.add_span_processor(SimpleSpanProcessor(memory))
+        bound = tracing._sampler._root.bound  # TraceIdRatioBased: kept below the bound
+        kept = dropped = 0
+        for _ in range(400):
+            span = tracing.server_span(_scope())
+            assert span is not None
+            ctx = span._span.get_span_context()
+            assert ctx.is_valid
+            assert not ctx.is_remote
+            sampled = (ctx.trace_id & tracing._sampler._root.TRACE_ID_LIMIT) < bound
+            assert span._span.is_recording() is sampled
+            assert ctx.trace_flags.sampled is sampled
+            assert ctx.trace_flags & TraceFlags.RANDOM_TRACE_ID
+            assert is_instrumentation_enabled() is sampled  # client spans suppressed if not
+            span.end(route="/readyz", status=200, error=None)
+            kept, dropped = kept + sampled, dropped + (not sampled)
+        assert 120 < kept < 280  # ~half: the sampler was asked once per trace id
+        finished = memory.get_finished_spans()
+        assert len(finished) == kept
+        assert all(s.attributes and s.attributes["url.path"] for s in finished)
+    finally:
+        RedisInstrumentor().uninstrument()
+        tracing._provider.shutdown()

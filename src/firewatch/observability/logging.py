@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 import structlog
-from opentelemetry import trace
 
 from firewatch.observability.redact import scrub_event
+from firewatch.observability.tracing import current_ids
 from firewatch.settings import LogFormat
 
 
@@ -29,10 +29,9 @@ def add_trace_ids(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Add ``trace_id``/``span_id`` (hex, as OTLP backends show them) of the active span."""
-    ctx = trace.get_current_span().get_span_context()
-    if ctx.is_valid:
-        event_dict["trace_id"] = format(ctx.trace_id, "032x")
-        event_dict["span_id"] = format(ctx.span_id, "016x")
+    ids = current_ids()
+    if ids is not None:
+        event_dict["trace_id"], event_dict["span_id"] = ids
     return event_dict
 
 

@@ -26,16 +26,27 @@ With tracing off, the helpers cost next to nothing (the API's no-op tracer).
 from __future__ import annotations
 
 import os
+import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -60,6 +71,7 @@ __all__ = [
     "set_http_status",
     "shutdown",
     "span",
+    "sql_span",
 ]
 
 TRACER_NAME: Final = "firewatch"
@@ -101,17 +113,40 @@ def enabled() -> bool:
     return _provider is not None
 
 
+def primed_id_generator() -> Any:
+    """The tracer provider's id generator: the SDK's random ids, except that the next
+    trace id can be given (``prime``), the one ServerSpan drew and had the sampler
+    accept (see :func:`_dropped_root`). Imported here: the SDK only with tracing on."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class PrimedIds(RandomIdGenerator):
+        def __init__(self) -> None:
+            self._next = threading.local()  # per thread: primed and used in one call
+
+        def prime(self, trace_id: int) -> None:
+            self._next.trace_id = trace_id
+
+        def generate_trace_id(self) -> int:
+            trace_id: int = getattr(self._next, "trace_id", 0)
+            if trace_id:
+                self._next.trace_id = 0
+                return trace_id
+            return super().generate_trace_id()
+
+    return PrimedIds()
+
+
 def configure(service_version: str) -> bool:
-    """Install the SDK tracer provider and instrument asyncpg and redis, if wanted.
+    """Install the SDK tracer provider and instrument redis-py, if wanted (SQL spans
+    come from the pool's connection class, see :func:`sql_span`).
 
     Call once per process (each uvicorn worker calls it from ``app_from_env``).
     Returns whether tracing is on.
     """
-    global _provider, _server_tracer, _propagation_fields
+    global _provider, _server_tracer, _sql_tracer, _propagation_fields, _ids, _sampler
     if _provider is not None or not wanted():
         return _provider is not None
     # Imported here: with tracing off, the SDK, gRPC and instrumentations are never loaded.
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -122,8 +157,10 @@ def configure(service_version: str) -> bool:
     attributes: dict[str, AttributeValue] = {"service.version": service_version}
     if not os.environ.get("OTEL_SERVICE_NAME"):
         attributes["service.name"] = "firewatch"
+
+    ids = primed_id_generator()
     # sampler=None: the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG itself.
-    provider = TracerProvider(resource=Resource.create(attributes))
+    provider = TracerProvider(resource=Resource.create(attributes), id_generator=ids)
 
     class Scrubbing(SpanProcessor):
         def on_start(self, span: Any, parent_context: Any = None) -> None:
@@ -139,13 +176,15 @@ def configure(service_version: str) -> bool:
         )
     )
     trace.set_tracer_provider(provider)
-    asyncpg_instrumentor: Callable[[], Any] = AsyncPGInstrumentor  # unannotated upstream
-    asyncpg_instrumentor().instrument(tracer_provider=provider)
+    # redis-py's calls (everything but the pipelined auth script, see client_span);
+    # PostgreSQL statements get their spans from sql_span (runtime/database.py).
     RedisInstrumentor().instrument(tracer_provider=provider)
     _server_tracer = provider.get_tracer("firewatch.http", service_version)
+    _sql_tracer = provider.get_tracer(SQL_TRACER_NAME, service_version)
     _propagation_fields = frozenset(
         f.lower().encode("latin-1") for f in propagate.get_global_textmap().fields
     )
+    _ids, _sampler = ids, provider.sampler
     _provider = provider
     return True
 
@@ -193,6 +232,9 @@ def _scrub_url_attributes(span: Any) -> None:
 
 
 _server_tracer: Any = None  # configure(): the tracer of the HTTP server spans
+_ids: Any = None  # configure(): the provider's id generator (PrimedIds)
+_sampler: Any = None  # configure(): the provider's sampler (OTEL_TRACES_SAMPLER)
+_ROOT: Final = otel_context.Context()  # the parent of a request that brings none
 _propagation_fields: frozenset[bytes] = frozenset()  # configure(): traceparent, ...
 
 
@@ -222,7 +264,6 @@ class ServerSpan:
         for name, value in scope.get("headers", ()):
             if name in _propagation_fields:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
-        parent = propagate.extract(carrier) if carrier else otel_context.Context()
         method = str(scope.get("method", ""))
         known = method in KNOWN_METHODS
         self._name = method if known else "HTTP"  # semantic conventions: span name
@@ -234,6 +275,17 @@ class ServerSpan:
         if scope.get("query_string"):
             attributes["url.query"] = bytes(scope["query_string"]).decode("latin-1")
         self._scope = scope
+        if carrier:
+            parent = propagate.extract(carrier)
+        else:
+            parent = _ROOT
+            dropped = _dropped_root(self._name, attributes)
+            if dropped is not None:  # the common case: a new trace, not sampled
+                self._span: Span = dropped
+                self._token = otel_context.attach(
+                    otel_context.Context({_SPAN_KEY: dropped, _SUPPRESS_INSTRUMENTATION_KEY: True})
+                )
+                return
         self._span = _server_tracer.start_span(
             self._name,
             context=parent,
@@ -275,6 +327,38 @@ class ServerSpan:
         finally:
             otel_context.detach(self._token)
             span.end()
+
+
+def _dropped_root(name: str, attributes: Mapping[str, AttributeValue]) -> Span | None:
+    """The span of a request that starts a trace, if the sampler drops it, made as the
+    SDK's ``Tracer.start_span`` makes a dropped span (the same ids, flags and trace
+    state, no processor called); None if the sampler keeps it, after priming the id
+    generator with the trace id it accepted, so that the SDK's own span gets that id
+    (and the same decision from the sampler asked again).
+
+    Why: 9 requests in 10 at 10% sampling take this path, and in a py-spy profile of
+    ``bench.inprocess`` (``tracing-off``) the SDK's ``start_span`` was 145 of the 240
+    samples of starting the server span (its parent lookup through the context and
+    ABC checks, the tracer-metrics hook). Measured with the context reads of
+    :func:`_recording_parent`: an unsampled GET's extra instructions went from +79k to
+    +71k (ADR-007, eighth note), less than the profile promised.
+    """
+    trace_id = _ids.generate_trace_id()
+    result = _sampler.should_sample(_ROOT, trace_id, name, SpanKind.SERVER, attributes)
+    if result.decision.is_recording():
+        _ids.prime(trace_id)
+        return None
+    flags = TraceFlags.RANDOM_TRACE_ID if _ids.is_trace_id_random() else TraceFlags.DEFAULT
+    if result.decision.is_sampled():  # (no built-in sampler samples without recording)
+        flags |= TraceFlags.SAMPLED
+    context = SpanContext(
+        trace_id,
+        _ids.generate_span_id(),
+        is_remote=False,
+        trace_flags=TraceFlags(flags),
+        trace_state=result.trace_state,
+    )
+    return NonRecordingSpan(context)
 
 
 def server_span(scope: MutableMapping[str, Any]) -> ServerSpan | None:
@@ -350,6 +434,41 @@ def span(
 _NO_SPAN = nullcontext()
 
 
+def _recording_parent() -> bool:
+    """Whether a client span made here would be exported: inside a sampled span, and
+    not where client spans are suppressed (an unsampled request, :func:`untraced`).
+    Asked once per statement and Redis call, so it reads the context once, directly
+    (see :func:`_current_span_context`)."""
+    current = otel_context.get_current()
+    span = current.get(_SPAN_KEY)
+    if span is None or not cast(Span, span).is_recording():
+        return False
+    return not current.get(_SUPPRESS_INSTRUMENTATION_KEY)
+
+
+class _ClientScope:
+    """``with``-block of one CLIENT span that is never made current: nothing runs
+    inside a backend call that could start a child span, and not attaching it saves
+    the context switch in and out (the SDK's ``start_as_current_span`` also wraps the
+    block in two generator-based context managers). An exception leaving the block
+    marks the span failed (``error.type``), as the contrib instrumentations do."""
+
+    __slots__ = ("_span",)
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> Span:
+        return self._span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any
+    ) -> None:
+        if kind is not None:
+            set_error(self._span, kind.__qualname__)
+        self._span.end()
+
+
 def client_span(
     name: str, attributes: Mapping[str, AttributeValue]
 ) -> AbstractContextManager[object]:
@@ -358,13 +477,59 @@ def client_span(
     make theirs: only inside a sampled span, never where they are suppressed (an
     unsampled request, :func:`untraced`). Otherwise a shared no-op: this is on the
     path of every authenticated request."""
-    if _provider is None:
+    if _provider is None or not _recording_parent():
         return _NO_SPAN
-    if not trace.get_current_span().is_recording():
-        return _NO_SPAN
-    if otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
-        return _NO_SPAN
-    return _tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+    return _ClientScope(_tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes))
+
+
+SQL_TRACER_NAME: Final = "firewatch.asyncpg"
+_sql_tracer: Any = None  # configure(): the tracer of the PostgreSQL CLIENT spans
+_FIRST_KEYWORD = re.compile(r"\s*(?:/\*.*?\*/\s*)*([A-Za-z]+)", re.DOTALL)
+_statement_names: dict[str, str] = {}
+_STATEMENT_NAMES_MAX: Final = 4096  # stores' SQL is fixed text: a few hundred at most
+
+
+def statement_name(query: str) -> str:
+    """A SQL span's name: the statement's first keyword (``SELECT``, ``WITH``,
+    ``BEGIN`` of asyncpg's ``BEGIN;``), after any leading comment, as the contrib
+    asyncpg instrumentation named its spans. Remembered per statement text (the
+    stores' SQL is a fixed set)."""
+    name = _statement_names.get(query)
+    if name is None:
+        keyword = _FIRST_KEYWORD.match(query)
+        name = keyword[1].upper() if keyword else "postgresql"
+        if len(_statement_names) < _STATEMENT_NAMES_MAX:
+            _statement_names[query] = name
+    return name
+
+
+def sql_span(
+    query: str, connection_attributes: Callable[[], Mapping[str, AttributeValue]]
+) -> _ClientScope | None:
+    """The CLIENT span of one PostgreSQL statement (``runtime/database.py``'s
+    connection class calls it for every statement), or None where none is made:
+    tracing off, no sampled span current, or client spans suppressed.
+
+    firewatch's own rather than the contrib asyncpg instrumentation, which wrapped
+    every statement, sampled or not, in a ``wrapt`` proxy that asked the context
+    whether instrumentation was on, and in a sampled request stripped comments with a
+    regex, rebuilt the connection's attributes from its parameters and entered two
+    generator-based context managers per statement. Here the connection's attributes
+    are built once per connection (``connection_attributes``, called only for a
+    span), the name once per statement text, and the span is not made current
+    (:class:`_ClientScope`). It carries the same attributes under the same names
+    (``db.system``, ``db.name``, ``db.user``, ``net.peer.*``, ``net.transport``,
+    ``db.statement``: the statement with its ``$n`` placeholders, never values).
+    Measured: a sampled GET incident went from 663k to 525k instructions on the
+    main thread (``python -m bench.inprocess --instructions``, ADR-007 eighth note).
+    """
+    if _sql_tracer is None or not _recording_parent():
+        return None
+    attributes = dict(connection_attributes())
+    attributes["db.statement"] = query
+    return _ClientScope(
+        _sql_tracer.start_span(statement_name(query), kind=SpanKind.CLIENT, attributes=attributes)
+    )
 
 
 def ingest_span(source: str, *, alerts: int) -> SpanScope:
@@ -463,20 +628,32 @@ def inject_trace_headers(headers: MutableMapping[str, str]) -> MutableMapping[st
     return headers
 
 
+def _current_span_context() -> SpanContext | None:
+    """The active span's context if it is valid: the context read directly, not
+    through ``trace.get_current_span()`` (its ABC ``isinstance`` check was a third of
+    the trace ids' cost in every log line; only ``set_span_in_context`` writes this
+    key, and it writes spans)."""
+    span = otel_context.get_current().get(_SPAN_KEY)
+    if span is None:
+        return None
+    ctx = cast(Span, span).get_span_context()
+    return ctx if ctx.is_valid else None
+
+
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the active span, or None (no span, tracing off).
 
     Stored beside queued work so that whoever runs it later continues this trace.
     """
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
+    ctx = _current_span_context()
+    if ctx is None:
         return None
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
 def current_ids() -> tuple[str, str] | None:
     """(trace_id, span_id) of the active span as lowercase hex, or None."""
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
+    ctx = _current_span_context()
+    if ctx is None:
         return None
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")

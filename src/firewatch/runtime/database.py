@@ -11,19 +11,26 @@ small queries in `make bench`. An unfinished transaction is still rolled back.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 import orjson
+
+from firewatch.observability import tracing
 
 if TYPE_CHECKING:
     PgPool: TypeAlias = asyncpg.Pool[asyncpg.Record]
     Conn: TypeAlias = (
         asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
     )
+    _Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
 else:  # asyncpg's classes are generic only in its stubs
     PgPool = asyncpg.Pool
     Conn = asyncpg.Connection
+    _Connection = asyncpg.Connection
+
+T = TypeVar("T")
 
 
 #: What a statement raises when its connection is gone or being shut down (the backend
@@ -85,6 +92,67 @@ async def _reset_connection(conn: asyncpg.Connection[Any]) -> None:
     """
 
 
+async def _in_span(scope: Any, statement: Awaitable[T]) -> T:
+    with scope:
+        return await statement
+
+
+class TracedConnection(_Connection):
+    """A pooled connection whose statements get CLIENT spans in sampled requests
+    (:func:`firewatch.observability.tracing.sql_span`): the pool's connection class
+    while tracing is on, so that every statement of every store is seen without
+    wrapping asyncpg's methods. Elsewhere (tracing off, an unsampled request) a
+    statement costs one call that answers None."""
+
+    _span_attributes: dict[str, str | int] | None = None
+
+    def _attributes(self) -> dict[str, str | int]:
+        """The span attributes of this connection, built at its first span."""
+        attributes = self._span_attributes
+        if attributes is None:
+            params = getattr(self, "_params", None)
+            attributes = {"db.system": "postgresql"}
+            for key, name in (("db.name", "database"), ("db.user", "user")):
+                value = getattr(params, name, None)
+                if value:
+                    attributes[key] = str(value)
+            addr = getattr(self, "_addr", None)
+            if isinstance(addr, tuple):
+                attributes["net.peer.name"] = str(addr[0])
+                attributes["net.peer.port"] = int(addr[1])
+                attributes["net.transport"] = "ip_tcp"
+            elif isinstance(addr, str):  # a unix socket's path
+                attributes["net.peer.name"] = addr
+                attributes["net.transport"] = "other"
+            self._span_attributes = attributes
+        return attributes
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> str:
+        scope = tracing.sql_span(query, self._attributes)
+        statement = super().execute(query, *args, **kwargs)
+        return await (statement if scope is None else _in_span(scope, statement))
+
+    async def executemany(self, command: str, args: Any, **kwargs: Any) -> None:
+        scope = tracing.sql_span(command, self._attributes)
+        statement = super().executemany(command, args, **kwargs)
+        await (statement if scope is None else _in_span(scope, statement))
+
+    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        scope = tracing.sql_span(query, self._attributes)
+        statement = super().fetch(query, *args, **kwargs)
+        return await (statement if scope is None else _in_span(scope, statement))
+
+    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        scope = tracing.sql_span(query, self._attributes)
+        statement = super().fetchval(query, *args, **kwargs)
+        return await (statement if scope is None else _in_span(scope, statement))
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        scope = tracing.sql_span(query, self._attributes)
+        statement = super().fetchrow(query, *args, **kwargs)
+        return await (statement if scope is None else _in_span(scope, statement))
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -112,5 +180,6 @@ async def create_pool(
         init=_init_connection,
         reset=_reset_connection,
         server_settings=settings,
+        connection_class=TracedConnection if tracing.enabled() else asyncpg.Connection,
     )
     return pool
