@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
 from firewatch.observability import tracing
+from tests.observability.otlp import OtlpReceiver
 
 
 @pytest.fixture
@@ -312,7 +313,9 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
     sampler, and makes a dropped span itself: whichever way it goes, the trace id is
     the one the sampler judged, kept spans come from the SDK with that decision, and
     dropped ones look as the SDK makes them (ids valid, not sampled, not recording)."""
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # never sent to
+    receiver = OtlpReceiver().start()  # a real OTLP/gRPC receiver: what is kept arrives
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
     for name in ("_provider", "_server_tracer", "_sql_tracer", "_ids", "_sampler"):
@@ -328,10 +331,9 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
 
     assert tracing.configure("test")
     try:
-        memory = InMemorySpanExporter()
-        tracing._provider.add_span_processor(SimpleSpanProcessor(memory))
         bound = tracing._sampler._root.bound  # TraceIdRatioBased: kept below the bound
         kept = dropped = 0
+        sampled_ids: list[str] = []
         for _ in range(400):
             span = tracing.server_span(_scope())
             assert span is not None
@@ -345,10 +347,15 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
             assert is_instrumentation_enabled() is sampled  # client spans suppressed if not
             span.end(route="/readyz", status=200, error=None)
             kept, dropped = kept + sampled, dropped + (not sampled)
+            if sampled:
+                sampled_ids.append(format(ctx.trace_id, "032x"))
         assert 120 < kept < 280  # ~half: the sampler was asked once per trace id
-        finished = memory.get_finished_spans()
-        assert len(finished) == kept
-        assert all(s.attributes and s.attributes["url.path"] for s in finished)
+        tracing.shutdown()  # flush
+        received = receiver.wait_for(lambda spans: len(spans) >= kept)
+        assert len(received) == kept
+        assert {s.trace_id for s in received} == set(sampled_ids)
+        assert all(s.attributes["url.path"] == "/api/v1/incidents/INC-7" for s in received)
     finally:
         RedisInstrumentor().uninstrument()
         tracing._provider.shutdown()
+        receiver.stop()
