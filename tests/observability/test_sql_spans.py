@@ -3,6 +3,7 @@ PostgreSQL, only inside a sampled span (tracing.sql_span, runtime/database.py)."
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -156,3 +157,21 @@ def test_statement_names_are_the_first_keyword() -> None:
     assert tracing.statement_name("  with x AS (SELECT 1) SELECT * FROM x") == "WITH"
     assert tracing.statement_name("/* a\ncomment */ UPDATE t SET n = 1") == "UPDATE"
     assert tracing.statement_name("") == "postgresql"
+
+
+async def test_a_cancelled_statement_ends_its_span_without_an_error(
+    provider: tuple[TracerProvider, InMemorySpanExporter], traced_pool: PgPool
+) -> None:
+    sdk, memory = provider
+    with sdk.get_tracer("test").start_as_current_span("GET /x"):
+        async with traced_pool.acquire() as conn:
+            statement = asyncio.ensure_future(conn.execute("SELECT pg_sleep(5)"))
+            await asyncio.sleep(0.2)
+            statement.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await statement
+    (span,) = _sql(memory)
+    assert span.end_time is not None
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.attributes is not None
+    assert "error.type" not in span.attributes

@@ -451,7 +451,8 @@ class _ClientScope:
     inside a backend call that could start a child span, and not attaching it saves
     the context switch in and out (the SDK's ``start_as_current_span`` also wraps the
     block in two generator-based context managers). An exception leaving the block
-    marks the span failed (``error.type``), as the contrib instrumentations do."""
+    marks the span failed (``error.type``), as the contrib instrumentations do; a
+    cancellation (``CancelledError``, not an ``Exception``) does not."""
 
     __slots__ = ("_span",)
 
@@ -464,7 +465,7 @@ class _ClientScope:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any
     ) -> None:
-        if kind is not None:
+        if kind is not None and issubclass(kind, Exception):  # not a cancellation
             set_error(self._span, kind.__qualname__)
         self._span.end()
 
