@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -19,7 +20,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
 from firewatch.observability import tracing
-from firewatch.runtime.database import PgPool, TracedConnection, create_pool
+from firewatch.runtime.database import PgPool, create_pool
 
 
 @pytest.fixture
@@ -56,16 +57,14 @@ async def test_every_statement_method_makes_a_child_span_with_its_attributes(
 ) -> None:
     sdk, memory = provider
     with sdk.get_tracer("test").start_as_current_span("GET /x") as request:
-        async with traced_pool.acquire() as conn:
-            assert isinstance(conn._con, TracedConnection)  # type: ignore[attr-defined]
-            async with conn.transaction():
-                await conn.execute("CREATE TEMP TABLE sql_span_probe (n int)")
-                await conn.executemany("INSERT INTO sql_span_probe VALUES ($1)", [(1,), (2,)])
-                assert len(await conn.fetch("SELECT n FROM sql_span_probe")) == 2
-                assert await conn.fetchval("/* count */ select count(*) FROM sql_span_probe") == 2
-                row = await conn.fetchrow("SELECT max(n) AS m FROM sql_span_probe")
-                assert row is not None
-                assert row["m"] == 2
+        async with traced_pool.acquire() as conn, conn.transaction():
+            await conn.execute("CREATE TEMP TABLE sql_span_probe (n int)")
+            await conn.executemany("INSERT INTO sql_span_probe VALUES ($1)", [(1,), (2,)])
+            assert len(await conn.fetch("SELECT n FROM sql_span_probe")) == 2
+            assert await conn.fetchval("/* count */ select count(*) FROM sql_span_probe") == 2
+            row = await conn.fetchrow("SELECT max(n) AS m FROM sql_span_probe")
+            assert row is not None
+            assert row["m"] == 2
     spans = _sql(memory)
     assert [s.name for s in spans] == [
         "BEGIN",
@@ -113,19 +112,44 @@ def expected_connection_attributes(url: str) -> dict[str, str | int]:
     return expected
 
 
-async def test_a_failed_statement_marks_its_span_and_still_raises(
-    provider: tuple[TracerProvider, InMemorySpanExporter], traced_pool: PgPool
+async def _missing_table(conn: Any) -> None:
+    await conn.fetchval("SELECT n FROM no_such_table_here")
+
+
+async def _cancelled(conn: Any) -> None:
+    statement = asyncio.ensure_future(conn.execute("SELECT pg_sleep(5)"))
+    await asyncio.sleep(0.2)
+    statement.cancel()
+    await statement
+
+
+@pytest.mark.parametrize(
+    ("run", "raised", "status", "error_type"),
+    [
+        (_missing_table, asyncpg.UndefinedTableError, StatusCode.ERROR, "UndefinedTableError"),
+        (_cancelled, asyncio.CancelledError, StatusCode.UNSET, None),  # not a failure
+    ],
+)
+async def test_a_statement_that_raises_ends_its_span_and_still_raises(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+    traced_pool: PgPool,
+    run: Callable[[Any], Awaitable[None]],
+    raised: type[BaseException],
+    status: StatusCode,
+    error_type: str | None,
 ) -> None:
+    """A failed statement marks its span (``error.type``); a cancelled one does not."""
     sdk, memory = provider
     with sdk.get_tracer("test").start_as_current_span("GET /x"):
         async with traced_pool.acquire() as conn:
-            with pytest.raises(asyncpg.UndefinedTableError):
-                await conn.fetchval("SELECT n FROM no_such_table_here")
+            with pytest.raises(raised):
+                await run(conn)
     (span,) = _sql(memory)
     assert span.name == "SELECT"
-    assert span.status.status_code is StatusCode.ERROR
+    assert span.end_time is not None
+    assert span.status.status_code is status
     assert span.attributes is not None
-    assert span.attributes["error.type"] == "UndefinedTableError"
+    assert span.attributes.get("error.type") == error_type
 
 
 async def test_no_span_outside_a_sampled_span_or_where_suppressed(
@@ -144,34 +168,27 @@ async def test_no_span_outside_a_sampled_span_or_where_suppressed(
     assert _sql(memory) == []
 
 
-async def test_with_tracing_off_the_pool_uses_asyncpg_s_own_connection(database_url: str) -> None:
+async def test_with_tracing_off_the_pool_uses_asyncpg_s_own_connection(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool opened with tracing off never asks for SQL spans: tracing turned on
+    later (the SQL tracer set, a sampled span current) still sees no statement."""
     pool = await create_pool(database_url, min_size=1, max_size=1)
+    memory = InMemorySpanExporter()
+    sdk = TracerProvider(sampler=ParentBased(ALWAYS_ON))
+    sdk.add_span_processor(SimpleSpanProcessor(memory))
     try:
-        async with pool.acquire() as conn:
-            assert type(conn._con) is asyncpg.Connection  # type: ignore[attr-defined]
+        monkeypatch.setattr(tracing, "_sql_tracer", sdk.get_tracer(tracing.SQL_TRACER_NAME))
+        with sdk.get_tracer("test").start_as_current_span("GET /x"):
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT 1") == 1
+        assert _sql(memory) == []
     finally:
         await pool.close()
+        sdk.shutdown()
 
 
 def test_statement_names_are_the_first_keyword() -> None:
     assert tracing.statement_name("  with x AS (SELECT 1) SELECT * FROM x") == "WITH"
     assert tracing.statement_name("/* a\ncomment */ UPDATE t SET n = 1") == "UPDATE"
     assert tracing.statement_name("") == "postgresql"
-
-
-async def test_a_cancelled_statement_ends_its_span_without_an_error(
-    provider: tuple[TracerProvider, InMemorySpanExporter], traced_pool: PgPool
-) -> None:
-    sdk, memory = provider
-    with sdk.get_tracer("test").start_as_current_span("GET /x"):
-        async with traced_pool.acquire() as conn:
-            statement = asyncio.ensure_future(conn.execute("SELECT pg_sleep(5)"))
-            await asyncio.sleep(0.2)
-            statement.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await statement
-    (span,) = _sql(memory)
-    assert span.end_time is not None
-    assert span.status.status_code is StatusCode.UNSET
-    assert span.attributes is not None
-    assert "error.type" not in span.attributes

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
@@ -92,7 +93,8 @@ async def _reset_connection(conn: asyncpg.Connection[Any]) -> None:
     """
 
 
-async def _in_span(scope: Any, statement: Awaitable[T]) -> T:
+async def _in_span(scope: AbstractContextManager[object], statement: Awaitable[T]) -> T:
+    """``statement`` awaited inside its span (``tracing.sql_span``), which it ends."""
     with scope:
         return await statement
 
