@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
 from firewatch.observability import tracing
+from firewatch.observability.spans import LightTracer
 from firewatch.runtime.database import PgPool, create_pool
 
 
@@ -32,7 +33,7 @@ def provider(
     sdk = TracerProvider(sampler=ParentBased(ALWAYS_ON))
     sdk.add_span_processor(SimpleSpanProcessor(memory))
     monkeypatch.setattr(tracing, "_provider", sdk)
-    monkeypatch.setattr(tracing, "_sql_tracer", sdk.get_tracer(tracing.SQL_TRACER_NAME))
+    monkeypatch.setattr(tracing, "_sql_tracer", LightTracer(sdk, tracing.SQL_TRACER_NAME))
     yield sdk, memory
     sdk.shutdown()
 
@@ -178,7 +179,7 @@ async def test_with_tracing_off_the_pool_uses_asyncpg_s_own_connection(
     sdk = TracerProvider(sampler=ParentBased(ALWAYS_ON))
     sdk.add_span_processor(SimpleSpanProcessor(memory))
     try:
-        monkeypatch.setattr(tracing, "_sql_tracer", sdk.get_tracer(tracing.SQL_TRACER_NAME))
+        monkeypatch.setattr(tracing, "_sql_tracer", LightTracer(sdk, tracing.SQL_TRACER_NAME))
         with sdk.get_tracer("test").start_as_current_span("GET /x"):
             async with pool.acquire() as conn:
                 assert await conn.fetchval("SELECT 1") == 1

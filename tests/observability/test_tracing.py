@@ -168,13 +168,11 @@ def test_with_tracing_off_helpers_store_and_send_nothing() -> None:
 def server_exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     """ServerSpan's tracer and propagation fields, as configure() sets them."""
     memory = InMemorySpanExporter()
-    ids = tracing.primed_id_generator()
-    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON), id_generator=ids)
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    monkeypatch.setattr(tracing, "_server_tracer", provider.get_tracer("firewatch.http"))
-    monkeypatch.setattr(tracing, "_ids", ids)
-    monkeypatch.setattr(tracing, "_sampler", provider.sampler)
-    monkeypatch.setattr(tracing, "_propagation_fields", frozenset({b"traceparent"}))
+    for name in ("_server_tracer", "_sql_tracer", "_client_tracer", "_propagation_fields"):
+        monkeypatch.setattr(tracing, name, getattr(tracing, name))  # restored after
+    tracing.install(provider)
     yield memory
     provider.shutdown()
 
@@ -278,10 +276,12 @@ def test_a_client_span_is_made_only_inside_a_sampled_request(
     attributes: dict[str, AttributeValue] = {"db.system": "redis", "db.redis.database_index": 0}
     with tracing.client_span("EVALSHA", attributes):  # tracing off: the shared no-op
         pass
+    monkeypatch.setattr(tracing, "_client_tracer", None)
+    with tracing.client_span("EVALSHA", attributes):  # tracing off: the shared no-op
+        pass
     provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
     provider.add_span_processor(SimpleSpanProcessor(server_exporter))
-    monkeypatch.setattr(tracing, "_provider", provider)
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer(tracing.TRACER_NAME))
+    tracing.install(provider)
     with tracing.client_span("EVALSHA", attributes):  # no request span: none
         pass
     unsampled = tracing.server_span(
@@ -318,7 +318,7 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
-    for name in ("_provider", "_server_tracer", "_sql_tracer", "_ids", "_sampler"):
+    for name in ("_provider", "_server_tracer", "_sql_tracer", "_client_tracer"):
         monkeypatch.setattr(tracing, name, None)
     monkeypatch.setattr(tracing, "_propagation_fields", frozenset())
     from opentelemetry import trace as trace_api
@@ -331,7 +331,8 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
 
     assert tracing.configure("test")
     try:
-        bound = tracing._sampler._root.bound  # TraceIdRatioBased: kept below the bound
+        sampler = tracing._provider.sampler
+        bound = sampler._root.bound  # TraceIdRatioBased: kept below the bound
         kept = dropped = 0
         sampled_ids: list[str] = []
         for _ in range(400):
@@ -340,7 +341,7 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
             ctx = span._span.get_span_context()
             assert ctx.is_valid
             assert not ctx.is_remote
-            sampled = (ctx.trace_id & tracing._sampler._root.TRACE_ID_LIMIT) < bound
+            sampled = (ctx.trace_id & sampler._root.TRACE_ID_LIMIT) < bound
             assert span._span.is_recording() is sampled
             assert ctx.trace_flags.sampled is sampled
             assert ctx.trace_flags & TraceFlags.RANDOM_TRACE_ID

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final, cast
@@ -38,13 +37,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import (
-    NonRecordingSpan,
     Span,
     SpanContext,
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
 )
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -113,29 +110,6 @@ def enabled() -> bool:
     return _provider is not None
 
 
-def primed_id_generator() -> Any:
-    """The tracer provider's id generator: the SDK's random ids, except that the next
-    trace id can be given (``prime``), the one ServerSpan drew and had the sampler
-    accept (see :func:`_dropped_root`). Imported here: the SDK only with tracing on."""
-    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-
-    class PrimedIds(RandomIdGenerator):
-        def __init__(self) -> None:
-            self._next = threading.local()  # per thread: primed and used in one call
-
-        def prime(self, trace_id: int) -> None:
-            self._next.trace_id = trace_id
-
-        def generate_trace_id(self) -> int:
-            trace_id: int = getattr(self._next, "trace_id", 0)
-            if trace_id:
-                self._next.trace_id = 0
-                return trace_id
-            return super().generate_trace_id()
-
-    return PrimedIds()
-
-
 def configure(service_version: str) -> bool:
     """Install the SDK tracer provider and instrument redis-py, if wanted (SQL spans
     come from the pool's connection class, see :func:`sql_span`).
@@ -143,7 +117,7 @@ def configure(service_version: str) -> bool:
     Call once per process (each uvicorn worker calls it from ``app_from_env``).
     Returns whether tracing is on.
     """
-    global _provider, _server_tracer, _sql_tracer, _propagation_fields, _ids, _sampler
+    global _provider
     if _provider is not None or not wanted():
         return _provider is not None
     # Imported here: with tracing off, the SDK, gRPC and instrumentations are never loaded.
@@ -158,9 +132,8 @@ def configure(service_version: str) -> bool:
     if not os.environ.get("OTEL_SERVICE_NAME"):
         attributes["service.name"] = "firewatch"
 
-    ids = primed_id_generator()
     # sampler=None: the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG itself.
-    provider = TracerProvider(resource=Resource.create(attributes), id_generator=ids)
+    provider = TracerProvider(resource=Resource.create(attributes))
 
     class Scrubbing(SpanProcessor):
         def on_start(self, span: Any, parent_context: Any = None) -> None:
@@ -179,14 +152,25 @@ def configure(service_version: str) -> bool:
     # redis-py's calls (everything but the pipelined auth script, see client_span);
     # PostgreSQL statements get their spans from sql_span (runtime/database.py).
     RedisInstrumentor().instrument(tracer_provider=provider)
-    _server_tracer = provider.get_tracer("firewatch.http", service_version)
-    _sql_tracer = provider.get_tracer(SQL_TRACER_NAME, service_version)
+    install(provider, service_version)
+    _provider = provider
+    return True
+
+
+def install(provider: Any, service_version: str | None = None) -> None:
+    """Make firewatch's server, SQL and Redis-script spans with ``provider``'s sampler,
+    ids, resource and processors (as :class:`~firewatch.observability.spans.LightSpan`,
+    see that module), and continue the ``traceparent`` of the global propagator's
+    fields. configure() calls it; tests call it with a provider of their own."""
+    from firewatch.observability.spans import LightTracer
+
+    global _server_tracer, _sql_tracer, _client_tracer, _propagation_fields
+    _server_tracer = LightTracer(provider, "firewatch.http", service_version)
+    _sql_tracer = LightTracer(provider, SQL_TRACER_NAME, service_version)
+    _client_tracer = LightTracer(provider, TRACER_NAME, service_version)
     _propagation_fields = frozenset(
         f.lower().encode("latin-1") for f in propagate.get_global_textmap().fields
     )
-    _ids, _sampler = ids, provider.sampler
-    _provider = provider
-    return True
 
 
 #: Export batches smaller and more often than the SDK's 512 spans / 5 s, unless the
@@ -231,11 +215,10 @@ def _scrub_url_attributes(span: Any) -> None:
                 span.set_attribute(key, cleaned)
 
 
-_server_tracer: Any = None  # configure(): the tracer of the HTTP server spans
-_ids: Any = None  # configure(): the provider's id generator (PrimedIds)
-_sampler: Any = None  # configure(): the provider's sampler (OTEL_TRACES_SAMPLER)
+_server_tracer: Any = None  # install(): the LightTracer of the HTTP server spans
+_client_tracer: Any = None  # install(): the LightTracer of client_span's spans
 _ROOT: Final = otel_context.Context()  # the parent of a request that brings none
-_propagation_fields: frozenset[bytes] = frozenset()  # configure(): traceparent, ...
+_propagation_fields: frozenset[bytes] = frozenset()  # install(): traceparent, ...
 
 
 class ServerSpan:
@@ -250,11 +233,13 @@ class ServerSpan:
     and its SQL and Redis client spans are suppressed in that same context (under a
     parent-based sampler they could never be exported; the asyncpg and redis
     instrumentations would still build, attach and fill a non-recording span per
-    statement). A sampled span gets the HTTP semantic-convention attributes, is
-    renamed ``{method} {route}`` once routing picked the route, and its URL
-    attributes are scrubbed by the span processor as it starts (see configure()).
-    The incoming W3C ``traceparent`` (whatever ``OTEL_PROPAGATORS`` lists) is
-    continued; log lines written while the span is current carry its ids.
+    statement). The span comes from a :class:`~firewatch.observability.spans.LightTracer`
+    (the provider's sampler, ids and processors, a light span object). A sampled
+    span gets the HTTP semantic-convention attributes, is renamed ``{method} {route}``
+    once routing picked the route, and its URL attributes are scrubbed by the span
+    processor as it starts (see configure()). The incoming W3C ``traceparent``
+    (whatever ``OTEL_PROPAGATORS`` lists) is continued; log lines written while the
+    span is current carry its ids.
     """
 
     __slots__ = ("_name", "_scope", "_span", "_token")
@@ -275,26 +260,18 @@ class ServerSpan:
         if scope.get("query_string"):
             attributes["url.query"] = bytes(scope["query_string"]).decode("latin-1")
         self._scope = scope
-        if carrier:
-            parent = propagate.extract(carrier)
-        else:
-            parent = _ROOT
-            dropped = _dropped_root(self._name, attributes)
-            if dropped is not None:  # the common case: a new trace, not sampled
-                self._span: Span = dropped
-                self._token = otel_context.attach(
-                    otel_context.Context({_SPAN_KEY: dropped, _SUPPRESS_INSTRUMENTATION_KEY: True})
-                )
-                return
-        self._span = _server_tracer.start_span(
-            self._name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
+        parent = propagate.extract(carrier) if carrier else _ROOT
+        span = self._span = _server_tracer.start_span(
+            self._name, parent, SpanKind.SERVER, attributes
         )
-        current = trace.set_span_in_context(self._span, parent)
-        if not self._span.is_recording():
-            current = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, current)
+        if span.is_recording():
+            current = trace.set_span_in_context(span, parent)
+        elif parent is _ROOT:  # the common case: a new trace, not sampled
+            current = otel_context.Context({_SPAN_KEY: span, _SUPPRESS_INSTRUMENTATION_KEY: True})
+        else:
+            current = otel_context.set_value(
+                _SUPPRESS_INSTRUMENTATION_KEY, True, trace.set_span_in_context(span, parent)
+            )
         self._token = otel_context.attach(current)
 
     def end(self, *, route: str | None, status: int, error: BaseException | None) -> None:
@@ -327,38 +304,6 @@ class ServerSpan:
         finally:
             otel_context.detach(self._token)
             span.end()
-
-
-def _dropped_root(name: str, attributes: Mapping[str, AttributeValue]) -> Span | None:
-    """The span of a request that starts a trace, if the sampler drops it, made as the
-    SDK's ``Tracer.start_span`` makes a dropped span (the same ids, flags and trace
-    state, no processor called); None if the sampler keeps it, after priming the id
-    generator with the trace id it accepted, so that the SDK's own span gets that id
-    (and the same decision from the sampler asked again).
-
-    Why: 9 requests in 10 at 10% sampling take this path, and in a py-spy profile of
-    ``bench.inprocess`` (``tracing-off``) the SDK's ``start_span`` was 145 of the 240
-    samples of starting the server span (its parent lookup through the context and
-    ABC checks, the tracer-metrics hook). Measured with the context reads of
-    :func:`_recording_parent`: an unsampled GET's extra instructions went from +79k to
-    +71k (ADR-007, eighth note), less than the profile promised.
-    """
-    trace_id = _ids.generate_trace_id()
-    result = _sampler.should_sample(_ROOT, trace_id, name, SpanKind.SERVER, attributes)
-    if result.decision.is_recording():
-        _ids.prime(trace_id)
-        return None
-    flags = TraceFlags.RANDOM_TRACE_ID if _ids.is_trace_id_random() else TraceFlags.DEFAULT
-    if result.decision.is_sampled():  # (no built-in sampler samples without recording)
-        flags |= TraceFlags.SAMPLED
-    context = SpanContext(
-        trace_id,
-        _ids.generate_span_id(),
-        is_remote=False,
-        trace_flags=TraceFlags(flags),
-        trace_state=result.trace_state,
-    )
-    return NonRecordingSpan(context)
 
 
 def server_span(scope: MutableMapping[str, Any]) -> ServerSpan | None:
@@ -434,16 +379,16 @@ def span(
 _NO_SPAN = nullcontext()
 
 
-def _recording_parent() -> bool:
-    """Whether a client span made here would be exported: inside a sampled span, and
-    not where client spans are suppressed (an unsampled request, :func:`untraced`).
-    Asked once per statement and Redis call, so it reads the context once, directly
-    (see :func:`_current_span_context`)."""
+def _recording_parent() -> otel_context.Context | None:
+    """The current context if a client span made in it would be exported: inside a
+    sampled span, and not where client spans are suppressed (an unsampled request,
+    :func:`untraced`); else None. Asked once per statement and Redis call, so it
+    reads the context once, directly (see :func:`_current_span_context`)."""
     current = otel_context.get_current()
     span = current.get(_SPAN_KEY)
     if span is None or not cast(Span, span).is_recording():
-        return False
-    return not current.get(_SUPPRESS_INSTRUMENTATION_KEY)
+        return None
+    return None if current.get(_SUPPRESS_INSTRUMENTATION_KEY) else current
 
 
 class _ClientScope:
@@ -478,13 +423,16 @@ def client_span(
     make theirs: only inside a sampled span, never where they are suppressed (an
     unsampled request, :func:`untraced`). Otherwise a shared no-op: this is on the
     path of every authenticated request."""
-    if _provider is None or not _recording_parent():
+    if _client_tracer is None:
         return _NO_SPAN
-    return _ClientScope(_tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes))
+    current = _recording_parent()
+    if current is None:
+        return _NO_SPAN
+    return _ClientScope(_client_tracer.start_span(name, current, SpanKind.CLIENT, attributes))
 
 
 SQL_TRACER_NAME: Final = "firewatch.asyncpg"
-_sql_tracer: Any = None  # configure(): the tracer of the PostgreSQL CLIENT spans
+_sql_tracer: Any = None  # install(): the LightTracer of the PostgreSQL CLIENT spans
 _FIRST_KEYWORD = re.compile(r"\s*(?:/\*.*?\*/\s*)*([A-Za-z]+)", re.DOTALL)
 _statement_names: dict[str, str] = {}
 _STATEMENT_NAMES_MAX: Final = 4096  # stores' SQL is fixed text: a few hundred at most
@@ -524,12 +472,15 @@ def sql_span(
     Measured: a sampled GET incident went from 663k to 525k instructions on the
     main thread (``python -m bench.inprocess --instructions``, ADR-007 eighth note).
     """
-    if _sql_tracer is None or not _recording_parent():
+    if _sql_tracer is None:
+        return None
+    current = _recording_parent()
+    if current is None:
         return None
     attributes = dict(connection_attributes())
     attributes["db.statement"] = query
     return _ClientScope(
-        _sql_tracer.start_span(statement_name(query), kind=SpanKind.CLIENT, attributes=attributes)
+        _sql_tracer.start_span(statement_name(query), current, SpanKind.CLIENT, attributes)
     )
 
 

@@ -1,0 +1,307 @@
+"""Light spans: firewatch's HTTP server, SQL and Redis spans, built from the SDK's parts.
+
+Why: a sampled GET incident makes three spans, and the SDK's ``Span`` costs far more
+than what firewatch records in them. Each span took a lock per change, validated
+every attribute value through ``BoundedAttributes`` (21 value checks and 17 locked
+item writes for the three), built a bounded list for events and another for links,
+asked an ABC ``isinstance`` per parent lookup, and at its end copied itself into a
+``ReadableSpan`` for the processors. In ``python -m bench.inprocess`` with every
+request sampled that was ~130 us of the main thread per GET incident (ADR-007,
+ninth note).
+
+:class:`LightTracer` stands in for the SDK ``Tracer`` of one instrumentation scope:
+it takes the provider's own sampler, id generator, resource and span processors
+(the batch processor and its OTLP exporter, the URL scrubber), and makes each span
+as ``Tracer.start_span`` does: the same trace and span ids, the sampler asked with
+the same arguments, the same flags and trace state, a ``NonRecordingSpan`` when the
+sampler drops it, the processors' ``on_start`` and ``on_end``. What differs is the
+span object: a :class:`LightSpan` is a plain-``dict`` span that is its own
+``ReadableSpan`` once ended (nothing changes it after ``end``), so exporters,
+the in-memory exporter of the tests and firewatch's OTLP encoder read it like any
+SDK span.
+
+What it gives up, on purpose: thread safety (each span is used by the one request
+that made it, on the event loop's thread), the SDK's internal tracer metrics
+(``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``) and the experimental tracer
+configurator. Span limits (``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``,
+``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, event and link limits) are read as the SDK
+reads them and applied. Other spans (ingest, grouping, notifications, scoring,
+redis-py's) stay SDK spans; they are children of these as of any span.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping, Sequence
+from time import time_ns
+from typing import Any, Final, cast
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, Tracer, TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from opentelemetry.util.types import AttributeValue
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LightSpan", "LightTracer"]
+
+_UNSET: Final = Status(StatusCode.UNSET)
+_PRIMITIVES: Final = (str, bool, int, float)
+_SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED: Final = TraceFlags(TraceFlags.DEFAULT)
+_SAMPLED_RANDOM: Final = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_NOT_SAMPLED_RANDOM: Final = TraceFlags(TraceFlags.RANDOM_TRACE_ID)
+
+
+def _clean(value: Any, max_length: int | None) -> AttributeValue | None:
+    """An attribute value as the SDK keeps it (a str, bool, int or float, or a
+    homogeneous sequence of one of them as a tuple; strings cut at ``max_length``),
+    or None for a value the SDK would drop."""
+    if isinstance(value, _PRIMITIVES):
+        if max_length is not None and isinstance(value, str):
+            return value[:max_length]
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        kinds = {bool if isinstance(v, bool) else type(v) for v in value if v is not None}
+        if len(kinds) > 1 or not kinds <= {str, bool, int, float}:
+            return None
+        if max_length is not None and kinds == {str}:
+            return tuple(v if v is None else v[:max_length] for v in value)
+        return tuple(value)
+    return None
+
+
+class LightTracer:
+    """Starts the spans of one instrumentation scope from ``provider``'s sampler, id
+    generator, resource and processors (see the module's docstring)."""
+
+    __slots__ = ("_ids", "_limits", "_processor", "_resource", "_sampler", "scope")
+
+    def __init__(self, provider: TracerProvider, name: str, version: str | None = None) -> None:
+        sdk = provider.get_tracer(name, version)  # the SDK tracer this one stands in for
+        if not isinstance(sdk, Tracer):
+            raise TypeError(f"{type(provider).__name__} gave no SDK tracer")
+        self._sampler = sdk.sampler
+        self._ids = sdk.id_generator
+        self._resource = sdk.resource
+        self._processor = sdk.span_processor
+        # The limits the provider gives its own spans when made without explicit ones
+        # (configure() makes it so): the SDK reads the OTEL_*_LIMIT variables here too.
+        self._limits = SpanLimits()
+        self.scope = InstrumentationScope(name, version)
+
+    def start_span(
+        self,
+        name: str,
+        context: Context,
+        kind: SpanKind,
+        attributes: Mapping[str, AttributeValue],
+    ) -> trace.Span:
+        """A span of ``kind``, child of the span in ``context`` (a root if it holds
+        none): a :class:`LightSpan` if the sampler records it, else a
+        ``NonRecordingSpan``, with the ids, flags and trace state ``Tracer.start_span``
+        gives."""
+        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
+        if parent is None or not parent.is_valid:
+            parent = None
+            trace_id = self._ids.generate_trace_id()
+            random = self._ids.is_trace_id_random()
+        else:
+            trace_id = parent.trace_id
+            random = parent.trace_flags.random_trace_id
+        result = self._sampler.should_sample(context, trace_id, name, kind, attributes)
+        decision = result.decision
+        if decision is Decision.RECORD_AND_SAMPLE:
+            flags = _SAMPLED_RANDOM if random else _SAMPLED
+        else:
+            flags = _NOT_SAMPLED_RANDOM if random else _NOT_SAMPLED
+        span_context = SpanContext(
+            trace_id,
+            self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=result.trace_state,
+        )
+        if decision is Decision.DROP:
+            return NonRecordingSpan(span_context)
+        span = LightSpan(name, span_context, parent, kind, result.attributes, self)
+        # Typed for the SDK's Span; processors get what they read of one (attributes,
+        # context, set_attribute: the URL scrubber), and the batch processor nothing.
+        self._processor.on_start(cast(Any, span), parent_context=context)
+        return span
+
+
+class LightSpan(trace.Span, ReadableSpan):
+    """A recording span made by :class:`LightTracer`; after :meth:`end`, an immutable
+    ``ReadableSpan`` handed to the span processors as it is."""
+
+    def __init__(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: Mapping[str, AttributeValue] | None,
+        tracer: LightTracer,
+    ) -> None:
+        # ReadableSpan's fields, under the names its properties read
+        self._name = name
+        self._context = context
+        self._span_context = context  # the same, typed as trace.Span says (never None)
+        self._parent = parent
+        self._kind = kind
+        self._resource = tracer._resource
+        self._instrumentation_scope = tracer.scope
+        self._instrumentation_info = None
+        self._status = _UNSET
+        self._event_list: list[Event] = []
+        self._link_list: list[Link] = []
+        self._events = self._event_list
+        self._links = self._link_list
+        self._start_time = time_ns()
+        self._end_time: int | None = None
+        self._tracer = tracer
+        self._dropped = [0, 0, 0]  # attributes, events, links beyond the limits
+        limits = tracer._limits
+        if (
+            attributes
+            and limits.max_span_attribute_length is None
+            and len(attributes) <= (limits.max_span_attributes or 0)
+        ):
+            # the common case: attributes firewatch built (valid values, few keys)
+            self._store: dict[str, AttributeValue] = dict(attributes)
+        else:
+            self._store = {}
+            if attributes:
+                self._set(attributes)
+        self._attributes = self._store
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name="{self._name}", context={self._context})'
+
+    # ReadableSpan: the counts of what the limits dropped
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped[0]
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped[1]
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped[2]
+
+    # trace.Span
+    def get_span_context(self) -> SpanContext:
+        return self._span_context
+
+    def is_recording(self) -> bool:
+        return self._end_time is None
+
+    def _set(self, attributes: Mapping[str, Any]) -> None:
+        limits = self._tracer._limits
+        cap = limits.max_span_attributes
+        store = self._store
+        for key, value in attributes.items():
+            if not key or not isinstance(key, str):
+                log.warning("invalid span attribute key %r dropped", key)
+                continue
+            cleaned = _clean(value, limits.max_span_attribute_length)
+            if cleaned is None:
+                log.warning("span attribute %r of type %s dropped", key, type(value).__name__)
+                continue
+            if key not in store and cap is not None and len(store) >= cap:
+                self._dropped[0] += 1
+                continue
+            store[key] = cleaned
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        if self._end_time is None:
+            self._set(attributes)
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        if self._end_time is None:
+            self._set({key: value})
+
+    def update_name(self, name: str) -> None:
+        if self._end_time is None:
+            self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """As the SDK's: a status set to OK stays; UNSET is never set."""
+        if self._end_time is not None or self._status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, StatusCode):
+            status = Status(status, description)
+        if status.status_code is not StatusCode.UNSET:
+            self._status = status
+
+    def add_event(
+        self,
+        name: str,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        if self._end_time is not None:
+            return
+        limits = self._tracer._limits
+        if limits.max_events is not None and len(self._event_list) >= limits.max_events:
+            self._dropped[1] += 1
+            return
+        from opentelemetry.attributes import BoundedAttributes
+
+        bounded = BoundedAttributes(
+            limits.max_event_attributes,
+            attributes,
+            immutable=True,
+            max_value_len=limits.max_attribute_length,
+        )
+        self._event_list.append(Event(name, bounded, timestamp))
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        if self._end_time is not None or not context.is_valid:
+            return
+        limits = self._tracer._limits
+        if limits.max_links is not None and len(self._link_list) >= limits.max_links:
+            self._dropped[2] += 1
+            return
+        self._link_list.append(Link(context, attributes))
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        """An ``exception`` event with the semantic-convention attributes the SDK sets."""
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        event: dict[str, AttributeValue] = {
+            "exception.type": qualname if module in {"", "builtins"} else f"{module}.{qualname}",
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            event.update(attributes)
+        self.add_event("exception", event, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end_time is not None:
+            return
+        self._end_time = end_time if end_time is not None else time_ns()
+        self._tracer._processor.on_end(self)
