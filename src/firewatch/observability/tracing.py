@@ -29,7 +29,8 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, Final, cast
+from contextvars import ContextVar, Token
+from typing import Any, Final
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from fastapi.telemetry import TelemetryConfig
@@ -219,6 +220,10 @@ _server_tracer: Any = None  # install(): the LightTracer of the HTTP server span
 _client_tracer: Any = None  # install(): the LightTracer of client_span's spans
 _ROOT: Final = otel_context.Context()  # the parent of a request that brings none
 _propagation_fields: frozenset[bytes] = frozenset()  # install(): traceparent, ...
+#: True while an unsampled request runs (set by ServerSpan): no client span can be
+#: made in it, which the statement and Redis checks then learn from one variable
+#: rather than from the OTel context (whose suppression flag says the same).
+_UNSAMPLED_REQUEST: ContextVar[bool] = ContextVar("firewatch_unsampled_request", default=False)
 
 
 class ServerSpan:
@@ -242,7 +247,7 @@ class ServerSpan:
     span is current carry its ids.
     """
 
-    __slots__ = ("_name", "_scope", "_span", "_token")
+    __slots__ = ("_name", "_quiet", "_scope", "_span", "_token")
 
     def __init__(self, scope: MutableMapping[str, Any]) -> None:
         carrier: dict[str, str] = {}
@@ -252,19 +257,23 @@ class ServerSpan:
         method = str(scope.get("method", ""))
         known = method in KNOWN_METHODS
         self._name = method if known else "HTTP"  # semantic conventions: span name
-        attributes: dict[str, AttributeValue] = {
-            "http.request.method": method if known else OTHER_METHOD,
-            "url.scheme": str(scope.get("scheme", "http")),
-            "url.path": str(scope.get("path", "")),
-        }
-        if scope.get("query_string"):
-            attributes["url.query"] = bytes(scope["query_string"]).decode("latin-1")
         self._scope = scope
-        parent = propagate.extract(carrier) if carrier else _ROOT
-        span = self._span = _server_tracer.start_span(
-            self._name, parent, SpanKind.SERVER, attributes
-        )
-        if span.is_recording():
+        span: Span | None
+        if carrier:
+            parent = propagate.extract(carrier)
+            span = _server_tracer.start_span(
+                self._name, parent, SpanKind.SERVER, self._attributes(method, known)
+            )
+        else:
+            parent = _ROOT
+            trace_id, span = _server_tracer.dropped_root()
+            if span is None:
+                span = _server_tracer.start_span(
+                    self._name, parent, SpanKind.SERVER, self._attributes(method, known), trace_id
+                )
+        self._span = span
+        recording = span.is_recording()
+        if recording:
             current = trace.set_span_in_context(span, parent)
         elif parent is _ROOT:  # the common case: a new trace, not sampled
             current = otel_context.Context({_SPAN_KEY: span, _SUPPRESS_INSTRUMENTATION_KEY: True})
@@ -273,34 +282,51 @@ class ServerSpan:
                 _SUPPRESS_INSTRUMENTATION_KEY, True, trace.set_span_in_context(span, parent)
             )
         self._token = otel_context.attach(current)
+        # no client span can be made in an unsampled request: say so in one variable
+        self._quiet: Token[bool] | None = None if recording else _UNSAMPLED_REQUEST.set(True)
+
+    def _attributes(self, method: str, known: bool) -> dict[str, AttributeValue]:
+        """The request's attributes the sampler is shown (built only when it is asked)."""
+        scope = self._scope
+        attributes: dict[str, AttributeValue] = {
+            "http.request.method": method if known else OTHER_METHOD,
+            "url.scheme": str(scope.get("scheme", "http")),
+            "url.path": str(scope.get("path", "")),
+        }
+        if scope.get("query_string"):
+            attributes["url.query"] = bytes(scope["query_string"]).decode("latin-1")
+        return attributes
 
     def end(self, *, route: str | None, status: int, error: BaseException | None) -> None:
         """Close the span (and its context) after the response, or after ``error``."""
         span = self._span
+        if self._quiet is not None:  # not recording: nothing to record, nothing to end
+            _UNSAMPLED_REQUEST.reset(self._quiet)
+            otel_context.detach(self._token)
+            return
         try:
-            if span.is_recording():
-                scope = self._scope
-                # One set_attributes call: the SDK takes the span's lock once, not per key.
-                attributes: dict[str, AttributeValue] = {"http.response.status_code": status}
-                if route is not None:
-                    span.update_name(f"{self._name} {route}")
-                    attributes["http.route"] = route
-                version = scope.get("http_version")
-                if version:
-                    attributes["network.protocol.version"] = str(version)
-                server = scope.get("server")
-                if server:
-                    attributes["server.address"] = str(server[0])
-                    if server[1] is not None:
-                        attributes["server.port"] = int(server[1])
-                if error is not None:
-                    span.record_exception(error)
-                    attributes["error.type"] = type(error).__qualname__
-                elif status >= 500:
-                    attributes["error.type"] = str(status)
-                span.set_attributes(attributes)
-                if "error.type" in attributes:
-                    span.set_status(Status(StatusCode.ERROR))
+            scope = self._scope
+            # One set_attributes call: one pass over the attributes, not one per key.
+            attributes: dict[str, AttributeValue] = {"http.response.status_code": status}
+            if route is not None:
+                span.update_name(f"{self._name} {route}")
+                attributes["http.route"] = route
+            version = scope.get("http_version")
+            if version:
+                attributes["network.protocol.version"] = str(version)
+            server = scope.get("server")
+            if server:
+                attributes["server.address"] = str(server[0])
+                if server[1] is not None:
+                    attributes["server.port"] = int(server[1])
+            if error is not None:
+                span.record_exception(error)
+                attributes["error.type"] = type(error).__qualname__
+            elif status >= 500:
+                attributes["error.type"] = str(status)
+            span.set_attributes(attributes)
+            if "error.type" in attributes:
+                span.set_status(Status(StatusCode.ERROR))
         finally:
             otel_context.detach(self._token)
             span.end()
@@ -384,9 +410,11 @@ def _recording_parent() -> otel_context.Context | None:
     sampled span, and not where client spans are suppressed (an unsampled request,
     :func:`untraced`); else None. Asked once per statement and Redis call, so it
     reads the context once, directly (see :func:`_current_span_context`)."""
+    if _UNSAMPLED_REQUEST.get():
+        return None
     current = otel_context.get_current()
-    span = current.get(_SPAN_KEY)
-    if span is None or not cast(Span, span).is_recording():
+    span: Any = current.get(_SPAN_KEY)  # a Span: only set_span_in_context writes it
+    if span is None or not span.is_recording():
         return None
     return None if current.get(_SUPPRESS_INSTRUMENTATION_KEY) else current
 
@@ -585,10 +613,10 @@ def _current_span_context() -> SpanContext | None:
     through ``trace.get_current_span()`` (its ABC ``isinstance`` check was a third of
     the trace ids' cost in every log line; only ``set_span_in_context`` writes this
     key, and it writes spans)."""
-    span = otel_context.get_current().get(_SPAN_KEY)
+    span: Any = otel_context.get_current().get(_SPAN_KEY)  # a Span, or None
     if span is None:
         return None
-    ctx = cast(Span, span).get_span_context()
+    ctx = span.get_span_context()
     return ctx if ctx.is_valid else None
 
 

@@ -11,7 +11,7 @@ small queries in `make bench`. An unfinished transaction is still rolled back.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -104,7 +104,9 @@ class TracedConnection(_Connection):
     (:func:`firewatch.observability.tracing.sql_span`): the pool's connection class
     while tracing is on, so that every statement of every store is seen without
     wrapping asyncpg's methods. Elsewhere (tracing off, an unsampled request) a
-    statement costs one call that answers None."""
+    statement costs one call that answers None. The methods are plain functions that
+    return asyncpg's own coroutine (or it wrapped in its span): an ``async def`` here
+    would add a coroutine and a frame to every statement."""
 
     _span_attributes: dict[str, str | int] | None = None
 
@@ -129,30 +131,30 @@ class TracedConnection(_Connection):
             self._span_attributes = attributes
         return attributes
 
-    async def execute(self, query: str, *args: Any, **kwargs: Any) -> str:
+    def execute(self, query: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, str]:
         scope = tracing.sql_span(query, self._attributes)
         statement = super().execute(query, *args, **kwargs)
-        return await (statement if scope is None else _in_span(scope, statement))
+        return statement if scope is None else _in_span(scope, statement)
 
-    async def executemany(self, command: str, args: Any, **kwargs: Any) -> None:
+    def executemany(self, command: str, args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
         scope = tracing.sql_span(command, self._attributes)
         statement = super().executemany(command, args, **kwargs)
-        await (statement if scope is None else _in_span(scope, statement))
+        return statement if scope is None else _in_span(scope, statement)
 
-    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+    def fetch(self, query: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         scope = tracing.sql_span(query, self._attributes)
         statement = super().fetch(query, *args, **kwargs)
-        return await (statement if scope is None else _in_span(scope, statement))
+        return statement if scope is None else _in_span(scope, statement)
 
-    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+    def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         scope = tracing.sql_span(query, self._attributes)
         statement = super().fetchval(query, *args, **kwargs)
-        return await (statement if scope is None else _in_span(scope, statement))
+        return statement if scope is None else _in_span(scope, statement)
 
-    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+    def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         scope = tracing.sql_span(query, self._attributes)
         statement = super().fetchrow(query, *args, **kwargs)
-        return await (statement if scope is None else _in_span(scope, statement))
+        return statement if scope is None else _in_span(scope, statement)
 
 
 async def create_pool(
