@@ -30,7 +30,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.trace.span import TraceState
 
 from firewatch.observability import otlp
-from firewatch.observability.spans import LightSpan, LightTracer, _root_rule
+from firewatch.observability.spans import LightSpan, LightTracer, _children_kept, _root_rule
 
 
 class CountingIds(RandomIdGenerator):
@@ -79,8 +79,12 @@ def _fields(span: ReadableSpan) -> dict[str, Any]:
 Ops = Callable[[trace.Span], None]
 
 
-def _both(ops: Ops, sampler: Sampler = ALWAYS_ON, parent: Context | None = None) -> list[Any]:
-    """``ops`` on an SDK span and on a light span of providers alike; their exports."""
+def _both(
+    ops: Ops, sampler: Sampler = ALWAYS_ON, parent: Context | None = None, *, root: bool = False
+) -> list[Any]:
+    """``ops`` on an SDK span and on a light span of providers alike; their exports.
+    ``root``: the light span starts as ServerSpan starts a new trace (dropped_root,
+    then start_span with the trace id it kept)."""
     (sdk_provider, sdk_memory), (light_provider, light_memory) = _pair(sampler)
     context = parent if parent is not None else otel_context.Context()
     attributes = {"url.path": "/api/v1/incidents/INC-7", "http.request.method": "GET"}
@@ -88,7 +92,12 @@ def _both(ops: Ops, sampler: Sampler = ALWAYS_ON, parent: Context | None = None)
         "GET", context=context, kind=SpanKind.SERVER, attributes=attributes
     )
     light = LightTracer(light_provider, "firewatch.http", "1")
-    light_span = light.start_span("GET", context, SpanKind.SERVER, attributes)
+    trace_id = 0
+    if root:
+        trace_id, dropped = light.dropped_root()
+        assert trace_id
+        assert dropped is None
+    light_span = light.start_span("GET", context, SpanKind.SERVER, attributes, trace_id)
     for span in (sdk_span, light_span):
         ops(span)
         span.end()
@@ -188,6 +197,47 @@ def test_a_child_continues_its_parent_s_trace_and_trace_state() -> None:
     assert light_span.context.trace_state == state
 
 
+@pytest.mark.parametrize(
+    "sampler",
+    [ALWAYS_ON, DEFAULT_ON, DEFAULT_OFF, ParentBasedTraceIdRatio(0.1)],
+    ids=["always_on", "parentbased_always_on", "parentbased_always_off", "parentbased_ratio"],
+)
+def test_a_child_of_a_sampled_local_parent_is_made_as_the_sdk_makes_it(sampler: Sampler) -> None:
+    """Made without asking the sampler (its answer for such a child is known, see
+    _children_kept): the same span as the SDK's, which asked it."""
+    assert _children_kept(sampler)
+    local = SpanContext(
+        0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        0x00F067AA0BA902B7,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID),
+        trace_state=TraceState([("vendor", "x1")]),
+    )
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(local), otel_context.Context())
+    (sdk_span,), (light_span,) = _both(_error, sampler, parent)
+    assert _fields(light_span) == _fields(sdk_span)
+    assert light_span.parent == local
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [ALWAYS_ON, DEFAULT_ON, ParentBasedTraceIdRatio(1.0)],
+    ids=["always_on", "parentbased_always_on", "parentbased_ratio_1"],
+)
+def test_a_new_trace_the_rule_keeps_is_made_as_the_sdk_makes_it(sampler: Sampler) -> None:
+    (sdk_span,), (light_span,) = _both(_attributes, sampler, root=True)
+    assert _fields(light_span) == _fields(sdk_span)
+    assert light_span.parent is None
+
+
+def test_only_samplers_that_keep_every_such_child_skip_the_question() -> None:
+    assert not _children_kept(ALWAYS_OFF)
+    assert not _children_kept(TraceIdRatioBased(0.5))
+    assert not _children_kept(ParentBased(ALWAYS_ON, local_parent_sampled=ALWAYS_OFF))
+    assert not _children_kept(ParentBased(Stubborn(), local_parent_sampled=Stubborn()))
+    assert not _children_kept(Stubborn())
+
+
 def test_a_dropped_span_is_the_sdk_s_non_recording_span() -> None:
     sdk_provider, light_provider = (p for p, _ in _pair(ALWAYS_OFF))
     context = otel_context.Context()
@@ -269,7 +319,9 @@ def test_a_new_trace_is_dropped_by_the_rule_exactly_when_the_sampler_drops_it(na
             assert ctx.trace_flags == TraceFlags(TraceFlags.RANDOM_TRACE_ID)  # not sampled
         else:
             kept += 1
-            span = tracer.start_span("GET", empty, SpanKind.SERVER, {}, trace_id)
+            span = tracer.start_span("GET", empty, SpanKind.SERVER, {"k": "v"}, trace_id)
+            assert isinstance(span, LightSpan)
+            assert dict(span.attributes or {}) == {"k": "v"}
             assert span.get_span_context().trace_id == trace_id  # the id judged is kept
             assert span.get_span_context().trace_flags.sampled
             span.end()

@@ -38,7 +38,11 @@ from time import time_ns
 from typing import Any, Final, cast
 
 from opentelemetry import trace
-from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
+from opentelemetry.attributes import (
+    BoundedAttributes,
+    _clean_attribute_value,
+    _is_non_custom_str,
+)
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, Tracer, TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision
@@ -66,11 +70,27 @@ _SAMPLED_RANDOM: Final = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE
 _NOT_SAMPLED_RANDOM: Final = TraceFlags(TraceFlags.RANDOM_TRACE_ID)
 
 
+class _Lookup:
+    """start_span's default parent: the span of the context it is given."""
+
+
+_LOOKUP: Final = _Lookup()
+
+
 class LightTracer:
     """Starts the spans of one instrumentation scope from ``provider``'s sampler, id
     generator, resource and processors (see the module's docstring)."""
 
-    __slots__ = ("_ids", "_limits", "_processor", "_resource", "_root_rule", "_sampler", "scope")
+    __slots__ = (
+        "_children_kept",
+        "_ids",
+        "_limits",
+        "_processor",
+        "_resource",
+        "_root_rule",
+        "_sampler",
+        "scope",
+    )
 
     def __init__(self, provider: TracerProvider, name: str, version: str | None = None) -> None:
         sdk = provider.get_tracer(name, version)  # the SDK tracer this one stands in for
@@ -85,6 +105,7 @@ class LightTracer:
         self._limits = SpanLimits()
         self.scope = InstrumentationScope(name, version)
         self._root_rule = _root_rule(self._sampler)
+        self._children_kept = _children_kept(self._sampler)
 
     def dropped_root(self) -> tuple[int, NonRecordingSpan | None]:
         """For a span that starts a trace: a new trace id and, if the sampler drops a
@@ -115,19 +136,38 @@ class LightTracer:
         kind: SpanKind,
         attributes: Mapping[str, AttributeValue],
         trace_id: int = 0,
+        parent: SpanContext | _Lookup | None = _LOOKUP,
     ) -> trace.Span:
-        """A span of ``kind``, child of the span in ``context`` (a root if it holds
-        none, of ``trace_id`` if given): a :class:`LightSpan` if the sampler records
-        it, else a ``NonRecordingSpan``, with the ids, flags and trace state
-        ``Tracer.start_span`` gives."""
-        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
+        """A span of ``kind``, child of ``parent`` (by default: of the span in
+        ``context``; a root if there is none): a :class:`LightSpan` if the sampler
+        records it, else a ``NonRecordingSpan``, with the ids, flags and trace state
+        ``Tracer.start_span`` gives. ``trace_id``: a root's id that
+        :meth:`dropped_root` judged and did not drop.
+
+        Where the sampler's answer is known without asking it (a root its rule kept;
+        a child of a sampled local parent under a sampler that keeps those, see
+        :func:`_children_kept`), the span is made straight away, as the sampler's
+        answer would make it.
+        """
+        if isinstance(parent, _Lookup):
+            parent = trace.get_current_span(context).get_span_context()
         if parent is None or not parent.is_valid:
             parent = None
-            trace_id = trace_id or self._ids.generate_trace_id()
             random = self._ids.is_trace_id_random()
+            if trace_id and self._root_rule is not None:  # kept by the rule
+                flags = _SAMPLED_RANDOM if random else _SAMPLED
+                span_context = SpanContext(trace_id, self._ids.generate_span_id(), False, flags)
+                return self._record(name, span_context, None, kind, attributes, context)
+            trace_id = trace_id or self._ids.generate_trace_id()
         else:
             trace_id = parent.trace_id
             random = parent.trace_flags.random_trace_id
+            if self._children_kept and parent.trace_flags.sampled and not parent.is_remote:
+                flags = _SAMPLED_RANDOM if random else _SAMPLED
+                span_context = SpanContext(
+                    trace_id, self._ids.generate_span_id(), False, flags, parent.trace_state
+                )
+                return self._record(name, span_context, parent, kind, attributes, context)
         result = self._sampler.should_sample(context, trace_id, name, kind, attributes)
         decision = result.decision
         if decision is Decision.RECORD_AND_SAMPLE:
@@ -143,7 +183,18 @@ class LightTracer:
         )
         if decision is Decision.DROP:
             return NonRecordingSpan(span_context)
-        span = LightSpan(name, span_context, parent, kind, result.attributes, self)
+        return self._record(name, span_context, parent, kind, result.attributes, context)
+
+    def _record(
+        self,
+        name: str,
+        span_context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: Mapping[str, AttributeValue] | None,
+        context: Context,
+    ) -> LightSpan:
+        span = LightSpan(name, span_context, parent, kind, attributes, self)
         # Typed for the SDK's Span; processors get what they read of one (attributes,
         # context, set_attribute: the URL scrubber), and the batch processor nothing.
         self._processor.on_start(cast(Any, span), parent_context=context)
@@ -156,7 +207,9 @@ def _root_rule(sampler: Any) -> tuple[int, int] | None:
     (``always_on``/``always_off``, ``traceidratio`` and their ``parentbased_`` forms:
     with no parent, ParentBased asks its root sampler); None for any other sampler,
     which is then asked every time. Checked against the sampler itself on a few
-    hundred trace ids before it is used: a rule that ever disagrees is not used."""
+    hundred trace ids before it is used: a rule that ever disagrees is not used, nor
+    one whose kept spans would not carry the request's attributes unchanged and no
+    trace state (what these samplers answer for a root)."""
     from opentelemetry.sdk.trace import sampling
 
     root = sampler
@@ -177,11 +230,49 @@ def _root_rule(sampler: Any) -> tuple[int, int] | None:
     if rule[1] > 0:  # ids just either side of the bound
         probes += [rule[1] - 1, rule[1], rule[1] | (1 << 127)]
     empty = Context()  # no parent: not whatever happens to be current
+    given = {"url.path": "/probe"}
     for trace_id in probes:
-        result = sampler.should_sample(empty, trace_id, "probe", SpanKind.SERVER, None)
-        if (result.decision is not Decision.DROP) != (trace_id & rule[0] < rule[1]):
+        result = sampler.should_sample(empty, trace_id, "probe", SpanKind.SERVER, given)
+        kept = trace_id & rule[0] < rule[1]
+        if kept != (result.decision is not Decision.DROP):
+            return None
+        if kept and (
+            result.decision is not Decision.RECORD_AND_SAMPLE
+            or dict(result.attributes or {}) != given
+            or result.trace_state
+        ):
             return None
     return rule
+
+
+def _children_kept(sampler: Any) -> bool:
+    """Whether ``sampler`` records and samples every child of a sampled local parent,
+    with the span's attributes unchanged and the parent's trace state: true of
+    ``always_on`` and of the ``parentbased_*`` samplers with their default for such
+    a parent (``ALWAYS_ON``), checked against the sampler as :func:`_root_rule` is."""
+    from opentelemetry.sdk.trace import sampling
+    from opentelemetry.trace.span import TraceState
+
+    if sampler is not sampling.ALWAYS_ON and not (
+        type(sampler) in {sampling.ParentBased, sampling.ParentBasedTraceIdRatio}
+        and getattr(sampler, "_local_parent_sampled", None) is sampling.ALWAYS_ON
+    ):
+        return False
+    state = TraceState([("probe", "1")])
+    given = {"db.system": "postgresql"}
+    step = 0x9E3779B97F4A7C15F39CC0605CEDC835
+    for k in range(1, 65):
+        trace_id = (k * step) & ((1 << 128) - 1)
+        parent = SpanContext(trace_id, k, False, _SAMPLED_RANDOM, state)
+        context = trace.set_span_in_context(NonRecordingSpan(parent), Context())
+        result = sampler.should_sample(context, trace_id, "SELECT", SpanKind.CLIENT, given)
+        if (
+            result.decision is not Decision.RECORD_AND_SAMPLE
+            or dict(result.attributes or {}) != given
+            or result.trace_state != state
+        ):
+            return False
+    return True
 
 
 class LightSpan(trace.Span, ReadableSpan):
@@ -246,24 +337,24 @@ class LightSpan(trace.Span, ReadableSpan):
     def _set(self, attributes: Mapping[str, Any]) -> None:
         """Store ``attributes`` as the SDK's ``BoundedAttributes`` does: values cleaned
         by the SDK's own function (strings cut at the length limit, sequences made
-        tuples, invalid keys dropped), a key set again moves last, and beyond the count
-        limit the oldest key goes. Plain values under no length limit (firewatch's
-        own) skip the cleaning, which would return them unchanged."""
+        tuples), empty or non-string keys dropped, a key set again moves last, and
+        beyond the count limit the oldest key goes. A plain value under no length
+        limit (firewatch's own) skips the cleaning, which would return it unchanged."""
         limits = self._tracer._limits
         cap = limits.max_span_attributes
         if cap == 0:
             self._dropped[0] += len(attributes)
             return
         max_length = limits.max_span_attribute_length
-        if max_length is None and all(
-            type(v) in _PLAIN and type(k) is str and k for k, v in attributes.items()
-        ):
-            cleaned = attributes
-        else:
-            cleaned = _clean_attribute_value(attributes, max_length)
-            self._dropped[0] += len(attributes) - len(cleaned)
         store = self._store
-        for key, value in cleaned.items():
+        for key, value in attributes.items():
+            if type(key) is not str or not key:
+                if not key or not _is_non_custom_str(key):
+                    self._dropped[0] += 1
+                    continue
+                key = str(key)
+            if max_length is not None or type(value) not in _PLAIN:
+                value = _clean_attribute_value(value, max_length)
             if key in store:
                 del store[key]
             elif cap is not None and len(store) >= cap:

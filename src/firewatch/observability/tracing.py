@@ -405,18 +405,20 @@ def span(
 _NO_SPAN = nullcontext()
 
 
-def _recording_parent() -> otel_context.Context | None:
-    """The current context if a client span made in it would be exported: inside a
-    sampled span, and not where client spans are suppressed (an unsampled request,
-    :func:`untraced`); else None. Asked once per statement and Redis call, so it
-    reads the context once, directly (see :func:`_current_span_context`)."""
+def _recording_parent() -> tuple[otel_context.Context, SpanContext] | None:
+    """The current context and its span's context, if a client span made here would
+    be exported: inside a sampled span, and not where client spans are suppressed (an
+    unsampled request, :func:`untraced`); else None. Asked once per statement and
+    Redis call, so it reads the context once, directly (see
+    :func:`_current_span_context`), and hands the parent on: the span needs no second
+    look-up."""
     if _UNSAMPLED_REQUEST.get():
         return None
     current = otel_context.get_current()
     span: Any = current.get(_SPAN_KEY)  # a Span: only set_span_in_context writes it
-    if span is None or not span.is_recording():
+    if span is None or not span.is_recording() or current.get(_SUPPRESS_INSTRUMENTATION_KEY):
         return None
-    return None if current.get(_SUPPRESS_INSTRUMENTATION_KEY) else current
+    return current, span.get_span_context()
 
 
 class _ClientScope:
@@ -453,10 +455,13 @@ def client_span(
     path of every authenticated request."""
     if _client_tracer is None:
         return _NO_SPAN
-    current = _recording_parent()
-    if current is None:
+    parent = _recording_parent()
+    if parent is None:
         return _NO_SPAN
-    return _ClientScope(_client_tracer.start_span(name, current, SpanKind.CLIENT, attributes))
+    current, context = parent
+    return _ClientScope(
+        _client_tracer.start_span(name, current, SpanKind.CLIENT, attributes, parent=context)
+    )
 
 
 SQL_TRACER_NAME: Final = "firewatch.asyncpg"
@@ -502,14 +507,16 @@ def sql_span(
     """
     if _sql_tracer is None:
         return None
-    current = _recording_parent()
-    if current is None:
+    parent = _recording_parent()
+    if parent is None:
         return None
+    current, context = parent
     attributes = dict(connection_attributes())
     attributes["db.statement"] = query
-    return _ClientScope(
-        _sql_tracer.start_span(statement_name(query), current, SpanKind.CLIENT, attributes)
+    span = _sql_tracer.start_span(
+        statement_name(query), current, SpanKind.CLIENT, attributes, parent=context
     )
+    return _ClientScope(span)
 
 
 def ingest_span(source: str, *, alerts: int) -> SpanScope:
