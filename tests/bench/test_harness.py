@@ -169,14 +169,14 @@ def test_observability_scenario_compares_traced_with_plain(
     ctx = _tiny(admin_database_url, redis_url, tmp_path)
     report = discover()["observability"].run(ctx)
     rows = report.sections[0].rows
-    assert [r[0] for r in rows] == ["observed", "plain", "unsampled", "sampled"]
+    assert [r[0] for r in rows] == ["observed", "plain", "unsampled", "sampled", "metrics"]
     assert all(float(r[1]) > 0 for r in rows)
     assert any("spans received" in note for note in report.sections[0].notes)
     # the decomposition of the observed server's extra CPU (psutil reads it here)
     parts = report.sections[1]
     assert parts.rows[0][0].startswith("plain")
     assert float(parts.rows[0][1]) > 0
-    assert len(parts.rows) == 6
+    assert len(parts.rows) == 7
     assert any(re.search(r"^ceiling .* = \d+\.\d\dx; a best case", n) for n in parts.notes)
     # the export encoders compared on the same spans: both measured, the SDK is the 1.00x
     encoding = report.sections[2]

@@ -253,11 +253,11 @@ def test_an_unsampled_request_suppresses_client_spans(
 
 def test_export_batches_are_small_unless_the_standard_variables_say_otherwise() -> None:
     assert tracing._batch_defaults({}) == {
-        "max_export_batch_size": 64,
-        "schedule_delay_millis": 200,
+        "max_export_batch_size": 256,
+        "schedule_delay_millis": 1000,
     }
     assert tracing._batch_defaults({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512"}) == {
-        "schedule_delay_millis": 200
+        "schedule_delay_millis": 1000
     }
     assert (
         tracing._batch_defaults(
