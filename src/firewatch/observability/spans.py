@@ -4,17 +4,20 @@ Why: a sampled GET incident makes three spans, and the SDK's ``Span`` costs far 
 than what firewatch records in them. Each span took a lock per change, validated
 every attribute value through ``BoundedAttributes`` (21 value checks and 17 locked
 item writes for the three), built a bounded list for events and another for links,
-asked an ABC ``isinstance`` per parent lookup, and at its end copied itself into a
-``ReadableSpan`` for the processors. In ``python -m bench.inprocess`` with every
-request sampled that was ~130 us of the main thread per GET incident (ADR-007,
-ninth note).
+asked an ABC ``isinstance`` per parent look-up, and at its end copied itself into a
+``ReadableSpan`` for the processors: ~300 Python calls. On the main thread a sampled
+GET cost 537k instructions above an unsampled one with SDK spans, 162k with these
+(``python -m bench.inprocess --instructions``, ADR-007 ninth note).
 
 :class:`LightTracer` stands in for the SDK ``Tracer`` of one instrumentation scope:
 it takes the provider's own sampler, id generator, resource and span processors
 (the batch processor and its OTLP exporter, the URL scrubber), and makes each span
 as ``Tracer.start_span`` does: the same trace and span ids, the sampler asked with
 the same arguments, the same flags and trace state, a ``NonRecordingSpan`` when the
-sampler drops it, the processors' ``on_start`` and ``on_end``. What differs is the
+sampler drops it, the processors' ``on_start`` and ``on_end`` (for the samplers
+``OTEL_TRACES_SAMPLER`` names, the sampler's answer for a new trace and for a child
+of a sampled local parent is computed by its own rule, checked against it at
+start-up: :func:`_root_rule`, :func:`_children_kept`). What differs is the
 span object: a :class:`LightSpan` is a plain-``dict`` span that is its own
 ``ReadableSpan`` once ended (nothing changes it after ``end``), so exporters,
 the in-memory exporter of the tests and firewatch's OTLP encoder read it like any
