@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 from typing import Any
 
@@ -363,3 +364,21 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
         RedisInstrumentor().uninstrument()
         tracing._provider.shutdown()
         receiver.stop()
+
+
+def test_a_span_ended_in_another_context_does_not_raise(
+    server_exporter: InMemorySpanExporter,
+) -> None:
+    """Ending never breaks a request: a span ended outside the context it began in
+    (as OTel's detach, which logs) leaves that context's state alone and raises
+    nothing."""
+    unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+
+    def start() -> tracing.ServerSpan | None:
+        return tracing.server_span(_scope(traceparent=unsampled))
+
+    span = contextvars.copy_context().run(start)  # begun in a context of its own
+    assert span is not None
+    span.end(route="/readyz", status=200, error=None)  # ended here: no exception
+    assert not tracing._UNSAMPLED_REQUEST.get()
+    assert server_exporter.get_finished_spans() == ()

@@ -395,12 +395,7 @@ class LightSpan(trace.Span, ReadableSpan):
         if self._end_time is not None:
             return
         limits = self._tracer._limits
-        bounded = BoundedAttributes(
-            limits.max_event_attributes,
-            attributes,
-            immutable=True,
-            max_value_len=limits.max_attribute_length,
-        )
+        bounded = self._frozen(attributes, limits.max_event_attributes)
         self._append(self._event_list, Event(name, bounded, timestamp), limits.max_events, 1)
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
@@ -410,13 +405,13 @@ class LightSpan(trace.Span, ReadableSpan):
         ):
             return
         limits = self._tracer._limits
-        bounded = BoundedAttributes(
-            limits.max_link_attributes,
-            attributes,
-            immutable=True,
-            max_value_len=limits.max_attribute_length,
-        )
+        bounded = self._frozen(attributes, limits.max_link_attributes)
         self._append(self._link_list, Link(context, bounded), limits.max_links, 2)
+
+    def _frozen(self, attributes: Mapping[str, Any] | None, cap: int | None) -> BoundedAttributes:
+        """An event's or link's attributes, as the SDK keeps them: bounded, immutable."""
+        max_length = self._tracer._limits.max_attribute_length
+        return BoundedAttributes(cap, attributes, immutable=True, max_value_len=max_length)
 
     def _append(self, items: list[Any], item: Any, cap: int | None, dropped: int) -> None:
         """As the SDK's ``BoundedList``: beyond ``cap`` the oldest item goes."""

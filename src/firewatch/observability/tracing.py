@@ -304,7 +304,10 @@ class ServerSpan:
         """Close the span (and its context) after the response, or after ``error``."""
         span = self._span
         if self._quiet is not None:  # not recording: nothing to record, nothing to end
-            _UNSAMPLED_REQUEST.reset(self._quiet)
+            try:
+                _UNSAMPLED_REQUEST.reset(self._quiet)
+            except ValueError:  # ended in another context than it began: as detach, never raise
+                _UNSAMPLED_REQUEST.set(False)
             otel_context.detach(self._token)
             return
         try:
