@@ -348,7 +348,7 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
             assert ctx.trace_flags & TraceFlags.RANDOM_TRACE_ID
             assert is_instrumentation_enabled() is sampled  # client spans suppressed if not
             assert tracing._UNSAMPLED_REQUEST.get() is not sampled  # and said in one variable
-            assert (tracing._recording_parent() is None) is not sampled
+            assert (tracing._recording_parent(tracing._sql_tracer) is None) is not sampled
             span.end(route="/readyz", status=200, error=None)
             assert not tracing._UNSAMPLED_REQUEST.get()  # reset with the request
             kept, dropped = kept + sampled, dropped + (not sampled)

@@ -411,14 +411,14 @@ def span(
 _NO_SPAN = nullcontext()
 
 
-def _recording_parent() -> tuple[otel_context.Context, SpanContext] | None:
-    """The current context and its span's context, if a client span made here would
-    be exported: inside a sampled span, and not where client spans are suppressed (an
-    unsampled request, :func:`untraced`); else None. Asked once per statement and
-    Redis call, so it reads the context once, directly (see
-    :func:`_current_span_context`), and hands the parent on: the span needs no second
-    look-up."""
-    if _UNSAMPLED_REQUEST.get():
+def _recording_parent(tracer: Any) -> tuple[otel_context.Context, SpanContext] | None:
+    """The current context and its span's context, if ``tracer`` is set (tracing on)
+    and a client span made here would be exported: inside a sampled span, and not
+    where client spans are suppressed (an unsampled request, :func:`untraced`); else
+    None. Asked once per statement and Redis call, so it reads the context once,
+    directly (see :func:`_current_span_context`), and hands the parent on: the span
+    needs no second look-up (:func:`_client`)."""
+    if tracer is None or _UNSAMPLED_REQUEST.get():
         return None
     current = otel_context.get_current()
     span: Any = current.get(_SPAN_KEY)  # a Span: only set_span_in_context writes it
@@ -459,14 +459,23 @@ def client_span(
     make theirs: only inside a sampled span, never where they are suppressed (an
     unsampled request, :func:`untraced`). Otherwise a shared no-op: this is on the
     path of every authenticated request."""
-    if _client_tracer is None:
-        return _NO_SPAN
-    parent = _recording_parent()
+    parent = _recording_parent(_client_tracer)
     if parent is None:
         return _NO_SPAN
+    return _client(_client_tracer, parent, name, attributes)
+
+
+def _client(
+    tracer: Any,
+    parent: tuple[otel_context.Context, SpanContext],
+    name: str,
+    attributes: Mapping[str, AttributeValue],
+) -> _ClientScope:
+    """The CLIENT span of one backend call, child of ``parent`` (from
+    :func:`_recording_parent`), in its never-current scope."""
     current, context = parent
     return _ClientScope(
-        _client_tracer.start_span(name, current, SpanKind.CLIENT, attributes, parent=context)
+        tracer.start_span(name, current, SpanKind.CLIENT, attributes, parent=context)
     )
 
 
@@ -511,18 +520,12 @@ def sql_span(
     Measured: a sampled GET incident went from 663k to 525k instructions on the
     main thread (``python -m bench.inprocess --instructions``, ADR-007 eighth note).
     """
-    if _sql_tracer is None:
-        return None
-    parent = _recording_parent()
+    parent = _recording_parent(_sql_tracer)
     if parent is None:
         return None
-    current, context = parent
     attributes = dict(connection_attributes())
     attributes["db.statement"] = query
-    span = _sql_tracer.start_span(
-        statement_name(query), current, SpanKind.CLIENT, attributes, parent=context
-    )
-    return _ClientScope(span)
+    return _client(_sql_tracer, parent, statement_name(query), attributes)
 
 
 def ingest_span(source: str, *, alerts: int) -> SpanScope:
