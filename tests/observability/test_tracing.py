@@ -339,18 +339,21 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
         for _ in range(400):
             span = tracing.server_span(_scope())
             assert span is not None
-            ctx = span._span.get_span_context()
+            current = trace_api.get_current_span()  # what OTel code finds in the context
+            ctx = current.get_span_context()
             assert ctx.is_valid
             assert not ctx.is_remote
             sampled = (ctx.trace_id & sampler._root.TRACE_ID_LIMIT) < bound
-            assert span._span.is_recording() is sampled
+            assert current.is_recording() is sampled
+            assert isinstance(span, tracing.DroppedRequest) is not sampled  # its own span
             assert ctx.trace_flags.sampled is sampled
             assert ctx.trace_flags & TraceFlags.RANDOM_TRACE_ID
             assert is_instrumentation_enabled() is sampled  # client spans suppressed if not
-            assert tracing._UNSAMPLED_REQUEST.get() is not sampled  # and said in one variable
             assert (tracing._recording_parent(tracing._sql_tracer) is None) is not sampled
+            assert tracing.current_ids() == (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
             span.end(route="/readyz", status=200, error=None)
-            assert not tracing._UNSAMPLED_REQUEST.get()  # reset with the request
+            assert is_instrumentation_enabled()  # the request's context is gone with it
+            assert trace_api.get_current_span() is trace_api.INVALID_SPAN
             kept, dropped = kept + sampled, dropped + (not sampled)
             if sampled:
                 sampled_ids.append(format(ctx.trace_id, "032x"))
@@ -374,11 +377,88 @@ def test_a_span_ended_in_another_context_does_not_raise(
     nothing."""
     unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
 
-    def start() -> tracing.ServerSpan | None:
+    def start() -> tracing.ServerSpan | tracing.DroppedRequest | None:
         return tracing.server_span(_scope(traceparent=unsampled))
 
     span = contextvars.copy_context().run(start)  # begun in a context of its own
     assert span is not None
     span.end(route="/readyz", status=200, error=None)  # ended here: no exception
-    assert not tracing._UNSAMPLED_REQUEST.get()
+    assert is_instrumentation_enabled()  # this context was never changed
     assert server_exporter.get_finished_spans() == ()
+
+
+def _dropping_tracer(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """Server spans from a provider that drops every new trace (``always_off``)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    for name in ("_server_tracer", "_sql_tracer", "_client_tracer", "_propagation_fields"):
+        monkeypatch.setattr(tracing, name, getattr(tracing, name))  # restored after
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracing.install(provider)
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer(tracing.TRACER_NAME))
+    return memory
+
+
+def test_a_dropped_new_trace_is_one_object_that_acts_as_the_sdk_s_span(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request that starts a trace its sampler drops gets a DroppedRequest: the ids
+    the SDK's random generator would have drawn at that point, the SDK's flags for a
+    dropped span, a SpanContext only when asked, and in its context children that are
+    dropped too, client spans suppressed, and OTel's own end() ignored."""
+    import random
+
+    from opentelemetry import trace as trace_api
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    memory = _dropping_tracer(monkeypatch)
+    random.seed(7)
+    expected_trace, expected_span = (
+        RandomIdGenerator().generate_trace_id(),
+        RandomIdGenerator().generate_span_id(),
+    )
+    random.seed(7)
+    request = tracing.server_span(_scope())
+    assert isinstance(request, tracing.DroppedRequest)
+    assert (request.trace_id, request.span_id) == (expected_trace, expected_span)
+    assert request._lazy is None  # no SpanContext made yet: the log line reads the ids
+    assert tracing.current_ids() == (f"{expected_trace:032x}", f"{expected_span:016x}")
+    assert request._lazy is None
+    assert trace_api.get_current_span() is request
+    ctx = request.get_span_context()
+    assert (ctx.trace_id, ctx.span_id, ctx.is_remote, ctx.is_valid) == (
+        expected_trace,
+        expected_span,
+        False,
+        True,
+    )
+    assert ctx.trace_flags == TraceFlags(TraceFlags.RANDOM_TRACE_ID)  # as the SDK's dropped
+    assert request.get_span_context() is ctx
+    assert not request.is_recording()
+    assert repr(request) == f"DroppedRequest({ctx!r})"
+    assert not is_instrumentation_enabled()
+    headers = tracing.inject_trace_headers({})
+    assert headers["traceparent"] == f"00-{expected_trace:032x}-{expected_span:016x}-02"
+    assert tracing.current_traceparent() == headers["traceparent"]
+    with tracing.ingest_span("alertmanager", alerts=1) as child:  # an SDK span: dropped too
+        assert not child.is_recording()
+        assert child.get_span_context().trace_id == expected_trace
+    assert tracing.client_scope("EVALSHA", {"db.system": "redis"}) is None
+    request.end()  # OTel's Span.end(): a non-recording span ignores it
+    assert trace_api.get_current_span() is request
+    request.end(route="/readyz", status=200, error=None)  # the middleware's
+    assert trace_api.get_current_span() is trace_api.INVALID_SPAN
+    assert is_instrumentation_enabled()
+    assert memory.get_finished_spans() == ()
+
+
+def test_a_dropped_request_ended_in_another_context_does_not_raise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _dropping_tracer(monkeypatch)
+    request = contextvars.copy_context().run(lambda: tracing.server_span(_scope()))
+    assert isinstance(request, tracing.DroppedRequest)
+    request.end(route="/readyz", status=200, error=None)  # OTel's detach logs, never raises
+    assert is_instrumentation_enabled()

@@ -48,6 +48,7 @@ from opentelemetry.attributes import (
 )
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, Tracer, TracerProvider
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
@@ -92,6 +93,7 @@ class LightTracer:
         "_resource",
         "_root_rule",
         "_sampler",
+        "drop_rule",
         "scope",
     )
 
@@ -109,6 +111,20 @@ class LightTracer:
         self.scope = InstrumentationScope(name, version)
         self._root_rule = _root_rule(self._sampler)
         self._children_kept = _children_kept(self._sampler)
+        #: The root rule when the ids are the SDK's default random ones: then a caller
+        #: may draw a new trace's ids with ``random.getrandbits`` (what that generator
+        #: does) and judge them itself (the HTTP server span, tracing.ServerSpan).
+        self.drop_rule = self._root_rule if type(self._ids) is RandomIdGenerator else None
+
+    def new_trace_id(self) -> int:
+        """A trace id from the provider's id generator."""
+        trace_id: int = self._ids.generate_trace_id()
+        return trace_id
+
+    def new_span_id(self) -> int:
+        """A span id from the provider's id generator."""
+        span_id: int = self._ids.generate_span_id()
+        return span_id
 
     def dropped_root(self) -> tuple[int, NonRecordingSpan | None]:
         """For a span that starts a trace: a new trace id and, if the sampler drops a

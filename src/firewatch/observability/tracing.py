@@ -26,6 +26,7 @@ With tracing off, the helpers cost next to nothing (the API's no-op tracer).
 from __future__ import annotations
 
 import os
+import random
 import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -38,11 +39,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import (
+    NonRecordingSpan,
     Span,
     SpanContext,
     SpanKind,
     Status,
     StatusCode,
+    TraceFlags,
 )
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -52,7 +55,9 @@ from firewatch.http.methods import KNOWN_METHODS, OTHER_METHOD
 from firewatch.observability.redact import scrub_text
 
 __all__ = [
+    "DroppedRequest",
     "SpanKind",
+    "client_scope",
     "client_span",
     "configure",
     "current_ids",
@@ -222,37 +227,80 @@ def _scrub_url_attributes(span: Any) -> None:
 _server_tracer: Any = None  # install(): the LightTracer of the HTTP server spans
 _client_tracer: Any = None  # install(): the LightTracer of client_span's spans
 _ROOT: Final = otel_context.Context()  # the parent of a request that brings none
+#: The SDK's random id generator is ``random.getrandbits`` (module ``random``'s shared
+#: generator, reseeded in forked children); ids, not secrets (W3C Trace Context).
+_getrandbits: Final = random.getrandbits
+_DROPPED: Final = TraceFlags(TraceFlags.RANDOM_TRACE_ID)  # not sampled, random trace id
 _propagation_fields: frozenset[bytes] = frozenset()  # install(): traceparent, ...
-#: True while an unsampled request runs (set by ServerSpan): no client span can be
-#: made in it, which the statement and Redis checks then learn from one variable
-#: rather than from the OTel context (whose suppression flag says the same).
-_UNSAMPLED_REQUEST: ContextVar[bool] = ContextVar("firewatch_unsampled_request", default=False)
+
+
+def _runtime_context_var() -> ContextVar[otel_context.Context] | None:
+    """The ``ContextVar`` behind OTel's current context, when the runtime context is
+    OTel's default (``contextvars``, unless ``OTEL_PYTHON_CONTEXT`` names another):
+    then ``attach``/``detach``/``get_current`` are ``set``/``reset``/``get`` on it, one
+    C call each rather than two or three Python calls around it."""
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    var = getattr(runtime, "_current_context", None)
+    return var if isinstance(var, ContextVar) else None
+
+
+_context_var: Final = _runtime_context_var()
+#: The current OTel context: one C call when the runtime context is the default.
+_get_context: Final[Callable[[], otel_context.Context]] = (
+    otel_context.get_current if _context_var is None else _context_var.get
+)
+
+
+def _attach(context: otel_context.Context) -> Token[otel_context.Context]:
+    """``otel_context.attach``, directly on the variable when there is one."""
+    if _context_var is not None:
+        return _context_var.set(context)
+    return otel_context.attach(context)
+
+
+def _detach(token: Token[otel_context.Context]) -> None:
+    """``otel_context.detach(token)``, directly on the variable when there is one; a
+    token of another context goes on to ``detach``, which logs it and raises nothing
+    (ending a request never breaks it)."""
+    if _context_var is not None:
+        try:
+            _context_var.reset(token)
+            return
+        except ValueError:
+            pass
+    otel_context.detach(token)
 
 
 class ServerSpan:
     """The SERVER span of one HTTP request, current until :meth:`end` (see the request
-    middleware, observability/middleware.py).
+    middleware, observability/middleware.py); :func:`server_span` starts it.
 
     firewatch's own rather than FastAPI's native telemetry: with a parent-based
     sampler at 10%, 9 requests in 10 are unsampled and FastAPI's layer still built
     their attributes, a telemetry object, three context attachments and walked the
     middleware stack (~90 us of a ~600 us GET incident, ``python -m bench.inprocess``).
-    Here an unsampled request costs one sampler decision and one context attachment,
-    and its SQL and Redis client spans are suppressed in that same context (under a
-    parent-based sampler they could never be exported; the asyncpg and redis
-    instrumentations would still build, attach and fill a non-recording span per
-    statement). The span comes from a :class:`~firewatch.observability.spans.LightTracer`
-    (the provider's sampler, ids and processors, a light span object). A sampled
-    span gets the HTTP semantic-convention attributes, is renamed ``{method} {route}``
-    once routing picked the route, and its URL attributes are scrubbed by the span
-    processor as it starts (see configure()). The incoming W3C ``traceparent``
-    (whatever ``OTEL_PROPAGATORS`` lists) is continued; log lines written while the
-    span is current carry its ids.
+    Here an unsampled request costs one sampler decision and one context attachment
+    (a new trace's: :class:`DroppedRequest`), and its SQL and Redis client spans are
+    suppressed in that same context (under a parent-based sampler they could never
+    be exported; the asyncpg and redis instrumentations would still build, attach and
+    fill a non-recording span per statement). The span comes from a
+    :class:`~firewatch.observability.spans.LightTracer` (the provider's sampler, ids
+    and processors, a light span object). A sampled span gets the HTTP
+    semantic-convention attributes, is renamed ``{method} {route}`` once routing
+    picked the route, and its URL attributes are scrubbed by the span processor as
+    it starts (see configure()). The incoming W3C ``traceparent`` (whatever
+    ``OTEL_PROPAGATORS`` lists) is continued; log lines written while the span is
+    current carry its ids.
     """
 
-    __slots__ = ("_name", "_quiet", "_scope", "_span", "_token")
+    __slots__ = ("_name", "_scope", "_span", "_token")
 
-    def __init__(self, scope: MutableMapping[str, Any]) -> None:
+    def __init__(self, scope: MutableMapping[str, Any], trace_id: int = 0) -> None:
+        """``trace_id``: a new trace's id that the sampler's rule kept."""
         carrier: dict[str, str] = {}
         for name, value in scope.get("headers", ()):
             if name in _propagation_fields:
@@ -261,32 +309,32 @@ class ServerSpan:
         known = method in KNOWN_METHODS
         self._name = method if known else "HTTP"  # semantic conventions: span name
         self._scope = scope
+        tracer = _server_tracer
         span: Span | None
         if carrier:
             parent = propagate.extract(carrier)
-            span = _server_tracer.start_span(
+            span = tracer.start_span(
                 self._name, parent, SpanKind.SERVER, self._attributes(method, known)
             )
         else:
             parent = _ROOT
-            trace_id, span = _server_tracer.dropped_root()
+            span = None
+            if not trace_id:  # (0, None): ask the sampler; (id, None): kept; else dropped
+                trace_id, span = tracer.dropped_root()
             if span is None:
-                span = _server_tracer.start_span(
+                span = tracer.start_span(
                     self._name, parent, SpanKind.SERVER, self._attributes(method, known), trace_id
                 )
-        self._span = span
-        recording = span.is_recording()
-        if recording:
+        self._span: Span = span
+        if span.is_recording():
             current = trace.set_span_in_context(span, parent)
-        elif parent is _ROOT:  # the common case: a new trace, not sampled
+        elif parent is _ROOT:  # a new trace, not sampled (a sampler without a known rule)
             current = otel_context.Context({_SPAN_KEY: span, _SUPPRESS_INSTRUMENTATION_KEY: True})
-        else:
+        else:  # no client span can be made in an unsampled request
             current = otel_context.set_value(
                 _SUPPRESS_INSTRUMENTATION_KEY, True, trace.set_span_in_context(span, parent)
             )
-        self._token = otel_context.attach(current)
-        # no client span can be made in an unsampled request: say so in one variable
-        self._quiet: Token[bool] | None = None if recording else _UNSAMPLED_REQUEST.set(True)
+        self._token = _attach(current)
 
     def _attributes(self, method: str, known: bool) -> dict[str, AttributeValue]:
         """The request's attributes the sampler is shown (built only when it is asked)."""
@@ -303,12 +351,8 @@ class ServerSpan:
     def end(self, *, route: str | None, status: int, error: BaseException | None) -> None:
         """Close the span (and its context) after the response, or after ``error``."""
         span = self._span
-        if self._quiet is not None:  # not recording: nothing to record, nothing to end
-            try:
-                _UNSAMPLED_REQUEST.reset(self._quiet)
-            except ValueError:  # ended in another context than it began: as detach, never raise
-                _UNSAMPLED_REQUEST.set(False)
-            otel_context.detach(self._token)
+        if not span.is_recording():  # nothing to record, nothing to end
+            _detach(self._token)
             return
         try:
             scope = self._scope
@@ -334,13 +378,79 @@ class ServerSpan:
             if "error.type" in attributes:
                 span.set_status(Status(StatusCode.ERROR))
         finally:
-            otel_context.detach(self._token)
+            _detach(self._token)
             span.end()
 
 
-def server_span(scope: MutableMapping[str, Any]) -> ServerSpan | None:
-    """Start the SERVER span of an HTTP request, or None when tracing is off."""
-    return ServerSpan(scope) if _server_tracer is not None else None
+class DroppedRequest(NonRecordingSpan):
+    """A request that starts a trace its sampler drops (9 in 10 at 10%): at once its
+    own non-recording span, current with client spans suppressed until
+    :meth:`end`, and what the middleware ends.
+
+    Why one object: it is what an unsampled request costs. The SDK would make a
+    ``SpanContext`` (a validating constructor), a ``NonRecordingSpan`` and, here, an
+    object to end; this holds the two ids, builds the ``SpanContext`` only if asked
+    (``get_span_context``: propagation, a child span; the log line reads the ids
+    directly, :func:`current_ids`) and is the span OTel code finds in the context.
+    Like any non-recording span it ignores OTel's ``end()``; the middleware's
+    ``end(route=..., status=..., error=...)`` restores the context.
+    """
+
+    __slots__ = ("_lazy", "_token", "span_id", "trace_id")
+
+    def __init__(self, trace_id: int, span_id: int) -> None:
+        # not NonRecordingSpan.__init__, which takes the SpanContext made lazily here
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self._lazy: SpanContext | None = None
+        self._token = _attach(
+            otel_context.Context({_SPAN_KEY: self, _SUPPRESS_INSTRUMENTATION_KEY: True})
+        )
+
+    def get_span_context(self) -> SpanContext:
+        context = self._lazy
+        if context is None:
+            context = self._lazy = SpanContext(self.trace_id, self.span_id, False, _DROPPED)
+        return context
+
+    def end(
+        self,
+        end_time: int | None = None,
+        *,
+        route: str | None = None,
+        status: int | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """The middleware's end of the request (``status`` given): the context it
+        began in is current again. OTel's ``Span.end(end_time)``: nothing, as for any
+        non-recording span."""
+        if status is not None:
+            _detach(self._token)
+
+    def __repr__(self) -> str:
+        return f"DroppedRequest({self.get_span_context()!r})"
+
+
+def server_span(scope: MutableMapping[str, Any]) -> ServerSpan | DroppedRequest | None:
+    """Start the SERVER span of an HTTP request, or None when tracing is off.
+
+    A request that brings no propagation header starts a trace: where the sampler's
+    answer is known (``LightTracer.drop_rule``: the ``OTEL_TRACES_SAMPLER`` samplers,
+    the SDK's random ids) its ids are drawn here as that generator draws them, and a
+    dropped one is a :class:`DroppedRequest`."""
+    tracer = _server_tracer
+    if tracer is None:
+        return None
+    rule = tracer.drop_rule
+    if rule is None:
+        return ServerSpan(scope)
+    for name, _value in scope.get("headers", ()):
+        if name in _propagation_fields:
+            return ServerSpan(scope)
+    trace_id = _getrandbits(128) or tracer.new_trace_id()
+    if trace_id & rule[0] < rule[1]:
+        return ServerSpan(scope, trace_id)
+    return DroppedRequest(trace_id, _getrandbits(64) or tracer.new_span_id())
 
 
 def untraced() -> AbstractContextManager[object]:
@@ -418,11 +528,13 @@ def _recording_parent(tracer: Any) -> tuple[otel_context.Context, SpanContext] |
     None. Asked once per statement and Redis call, so it reads the context once,
     directly (see :func:`_current_span_context`), and hands the parent on: the span
     needs no second look-up (:func:`_client`)."""
-    if tracer is None or _UNSAMPLED_REQUEST.get():
+    if tracer is None:
         return None
-    current = otel_context.get_current()
+    current = _get_context()
+    if current.get(_SUPPRESS_INSTRUMENTATION_KEY):
+        return None
     span: Any = current.get(_SPAN_KEY)  # a Span: only set_span_in_context writes it
-    if span is None or not span.is_recording() or current.get(_SUPPRESS_INSTRUMENTATION_KEY):
+    if span is None or not span.is_recording():
         return None
     return current, span.get_span_context()
 
@@ -459,10 +571,15 @@ def client_span(
     make theirs: only inside a sampled span, never where they are suppressed (an
     unsampled request, :func:`untraced`). Otherwise a shared no-op: this is on the
     path of every authenticated request."""
+    span = client_scope(name, attributes)
+    return _NO_SPAN if span is None else _ClientScope(span)
+
+
+def client_scope(name: str, attributes: Mapping[str, AttributeValue]) -> Span | None:
+    """:func:`client_span`'s span, started and not current, or None where none is
+    made; the caller ends it (and marks it failed, :func:`set_error`)."""
     parent = _recording_parent(_client_tracer)
-    if parent is None:
-        return _NO_SPAN
-    return _client(_client_tracer, parent, name, attributes)
+    return None if parent is None else _client(_client_tracer, parent, name, attributes)
 
 
 def _client(
@@ -470,13 +587,12 @@ def _client(
     parent: tuple[otel_context.Context, SpanContext],
     name: str,
     attributes: Mapping[str, AttributeValue],
-) -> _ClientScope:
+) -> Span:
     """The CLIENT span of one backend call, child of ``parent`` (from
-    :func:`_recording_parent`), in its never-current scope."""
+    :func:`_recording_parent`), started and not made current."""
     current, context = parent
-    return _ClientScope(
-        tracer.start_span(name, current, SpanKind.CLIENT, attributes, parent=context)
-    )
+    span: Span = tracer.start_span(name, current, SpanKind.CLIENT, attributes, parent=context)
+    return span
 
 
 SQL_TRACER_NAME: Final = "firewatch.asyncpg"
@@ -525,7 +641,7 @@ def sql_span(
         return None
     attributes = dict(connection_attributes())
     attributes["db.statement"] = query
-    return _client(_sql_tracer, parent, statement_name(query), attributes)
+    return _ClientScope(_client(_sql_tracer, parent, statement_name(query), attributes))
 
 
 def ingest_span(source: str, *, alerts: int) -> SpanScope:
@@ -629,7 +745,7 @@ def _current_span_context() -> SpanContext | None:
     through ``trace.get_current_span()`` (its ABC ``isinstance`` check was a third of
     the trace ids' cost in every log line; only ``set_span_in_context`` writes this
     key, and it writes spans)."""
-    span: Any = otel_context.get_current().get(_SPAN_KEY)  # a Span, or None
+    span: Any = _get_context().get(_SPAN_KEY)  # a Span, or None
     if span is None:
         return None
     ctx = span.get_span_context()
@@ -648,8 +764,17 @@ def current_traceparent() -> str | None:
 
 
 def current_ids() -> tuple[str, str] | None:
-    """(trace_id, span_id) of the active span as lowercase hex, or None."""
-    ctx = _current_span_context()
-    if ctx is None:
+    """(trace_id, span_id) of the active span as lowercase hex, or None. (Every log
+    line asks: :func:`_current_span_context` inlined.)"""
+    span: Any = _get_context().get(_SPAN_KEY)  # a Span, or None
+    if span is None:
         return None
-    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    if span.__class__ is DroppedRequest:  # an unsampled request: valid ids, no context made
+        trace_id, span_id = span.trace_id, span.span_id
+    else:
+        ctx = span.get_span_context()
+        if not ctx.is_valid:
+            return None
+        trace_id, span_id = ctx.trace_id, ctx.span_id
+    # (to_bytes().hex(): half the instructions of format(..., "032x"))
+    return trace_id.to_bytes(16, "big").hex(), span_id.to_bytes(8, "big").hex()

@@ -185,13 +185,24 @@ class RedisMux:
     async def eval_script(
         self, script: AsyncScript, keys: Sequence[Arg], args: Sequence[Arg]
     ) -> Any:
-        """``script`` (registered on the redis-py client) with ``keys`` and ``args``."""
-        with tracing.client_span("EVALSHA", self._span_attributes):
-            head: tuple[Arg, ...] = (script.sha, len(keys), *keys, *args)
+        """``script`` (registered on the redis-py client) with ``keys`` and ``args``,
+        in a CLIENT span where one is made (:func:`tracing.client_scope`; try/finally
+        rather than ``with``: the usual no-span case then costs no no-op context
+        manager's two calls, on every authenticated request)."""
+        span = tracing.client_scope("EVALSHA", self._span_attributes)
+        head: tuple[Arg, ...] = (script.sha, len(keys), *keys, *args)
+        try:
             try:
                 return await self._call(b"EVALSHA", head)
             except exceptions.NoScriptError:  # a restarted or flushed Redis: load it again
                 return await self._call(b"EVAL", (script.script, *head[1:]))
+        except Exception as error:  # not a cancellation: as tracing.client_span
+            if span is not None:
+                tracing.set_error(span, type(error).__qualname__)
+            raise
+        finally:
+            if span is not None:
+                span.end()
 
     async def _call(self, command: bytes, args: tuple[Arg, ...]) -> Any:
         protocol = self._protocol
