@@ -32,7 +32,7 @@ from firewatch.incidents import service as incidents_service
 from firewatch.notifications import api as notifications_api
 from firewatch.notifications import service as notifications_service
 from firewatch.observability import api as observability_api
-from firewatch.observability import tracing
+from firewatch.observability import metrics, tracing
 from firewatch.observability.logging import configure_logging
 from firewatch.observability.middleware import ObservabilityMiddleware
 from firewatch.observability.redact import Pseudonymizer
@@ -130,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.redis.aclose()
             await app.state.pool.close()
             tracing.shutdown()
+            metrics.flush_requests()  # the last second's requests, into the shared files
             gc.unfreeze()  # collectable again (an app stopped inside a longer-lived process)
 
     app = FastAPI(

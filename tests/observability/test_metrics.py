@@ -218,3 +218,50 @@ def test_multiprocess_values_follow_a_fork_without_asking_the_kernel_each_time(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["3.0", "2", "True", "True"]
+
+
+def test_a_counted_histogram_adds_counts_as_observe_would() -> None:
+    """CountedHistogram.add (the request histogram's batches) exposes what the same
+    observations through Histogram.observe expose."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    seconds = [0.0004, 0.001, 0.0011, 0.003, 0.2, 0.2, 7.0, 12.5]
+    observed, added = CollectorRegistry(), CollectorRegistry()
+    one = metrics.CountedHistogram(
+        "t_seconds", "t", ["route"], buckets=metrics.REQUEST_BUCKETS, registry=observed
+    )
+    other = metrics.CountedHistogram(
+        "t_seconds", "t", ["route"], buckets=metrics.REQUEST_BUCKETS, registry=added
+    )
+    for s in seconds:
+        one.labels("/r").observe(s)
+    bounds = (*metrics.REQUEST_BUCKETS, float("inf"))
+    lows = (-1.0, *bounds[:-1])
+    counts = [sum(1 for s in seconds if lo < s <= hi) for lo, hi in zip(lows, bounds, strict=True)]
+    other.labels("/r").add(sum(seconds), counts)
+    assert generate_latest(added) == generate_latest(observed)
+    with pytest.raises(ValueError, match="counts for 14 buckets"):
+        other.labels("/r").add(1.0, [1])
+
+
+async def test_requests_reach_the_histogram_within_the_flush_interval() -> None:
+    """In an event loop a request is counted in the process and written to the
+    histogram by the next flush: at most REQUEST_FLUSH_SECONDS later, or before this
+    process renders a scrape."""
+    import asyncio
+
+    route = "/test/flush"
+    name = "firewatch_http_request_duration_seconds_count"
+    labels = {"method": "GET", "route": route, "status_class": "2xx"}
+    before = sample(name, **labels)
+    metrics.observe_request("GET", route, 200, 0.002)
+    metrics.observe_request("GET", route, 204, 0.3)
+    assert sample(name, **labels) == before  # counted, not yet written
+    await asyncio.sleep(metrics.REQUEST_FLUSH_SECONDS + 0.5)
+    assert sample(name, **labels) == before + 2
+    bucket = "firewatch_http_request_duration_seconds_bucket"
+    assert sample(bucket, le="0.0025", **labels) - sample(bucket, le="0.001", **labels) >= 1
+    metrics.observe_request("GET", route, 200, 0.002)
+    text = metrics.render(None).decode()  # a scrape of this process writes first
+    assert sample(name, **labels) == before + 3
+    assert f'{name}{{method="GET",route="{route}",status_class="2xx"}} {before + 3}' in text

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import httpx
 import psutil
+from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
+from firewatch.observability import metrics
 from tests import servers
 
 TOKEN = "scrape-token-0123456789abcdef"
+FLUSHED = metrics.REQUEST_FLUSH_SECONDS + 1.0  # a flush interval, and time to run it
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -87,6 +91,8 @@ async def test_counts_are_exact_across_two_workers(
             finally:
                 stopped.resume()
             healthz += 10
+        # a worker writes the requests it counted at most a flush interval later
+        await asyncio.sleep(FLUSHED)
         assert worker_pids(stale) == {str(p.pid) for p in workers}
 
         body = {"title": "t", "category": "latency"}
@@ -115,6 +121,7 @@ async def test_counts_are_exact_across_two_workers(
         finally:
             await conn.close()
 
+        await asyncio.sleep(FLUSHED)  # both workers wrote what they counted
         async with httpx.AsyncClient(base_url=base, timeout=10) as c:
             denied = await c.get("/metrics")
             assert denied.status_code == 401
@@ -125,6 +132,17 @@ async def test_counts_are_exact_across_two_workers(
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/plain")
         data = samples(r.text)
+        # the last requests before a graceful stop: still counted in memory when it begins
+        assert await burst(base, "GET", "/healthz", 3) == [200] * 3
+    # stopped (SIGTERM: each worker's lifespan ends, writing what it counted)
+    stopped_registry = CollectorRegistry()
+    collector: Callable[..., object] = multiprocess.MultiProcessCollector  # (unannotated)
+    collector(stopped_registry, path=str(stale))
+    healthz_labels = {"method": "GET", "route": "/healthz", "status_class": "2xx"}
+    after_stop = stopped_registry.get_sample_value(
+        "firewatch_http_request_duration_seconds_count", healthz_labels
+    )
+    assert after_stop == healthz + 3
 
     duration = "firewatch_http_request_duration_seconds_count"
     assert value(data, duration, method="GET", route="/healthz", status_class="2xx") == healthz
