@@ -247,12 +247,33 @@ def test_a_dropped_span_is_the_sdk_s_non_recording_span() -> None:
     assert light_span.get_span_context() == sdk_span.get_span_context()
 
 
-def test_the_encoder_writes_a_light_span_as_the_sdk_s() -> None:
-    """firewatch's OTLP encoder reads light spans through ReadableSpan's properties:
-    the request equals the SDK encoder's for the SDK span, once times agree."""
+def _untouched(span: trace.Span) -> None:
+    """Nothing beyond its start: the light span keeps the shared UNSET status."""
+
+
+@pytest.mark.parametrize(
+    ("ops", "remote"),
+    [(_untouched, False), (_attributes, False), (_statuses, True), (_error, True)],
+    ids=["untouched", "attributes", "statuses-remote-parent", "error-remote-parent"],
+)
+def test_the_encoder_writes_a_light_span_as_the_sdk_s(ops: Ops, remote: bool) -> None:
+    """firewatch's OTLP encoder reads a light span's fields directly (not through
+    ReadableSpan's properties, otlp._span): the request equals the SDK encoder's for
+    the SDK span, once times agree, with a remote parent and its trace state too."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-    (sdk_span,), (light_span,) = _both(_error)
+    parent = None
+    if remote:
+        caller = SpanContext(
+            0x4BF92F3577B34DA6A3CE929D0E0E4736,
+            0x00F067AA0BA902B7,
+            is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            trace_state=TraceState([("vendor", "v1")]),
+        )
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(caller), Context())
+    (sdk_span,), (light_span,) = _both(ops, parent=parent)
+    assert type(light_span) is LightSpan
     light_span._start_time, light_span._end_time = sdk_span.start_time, sdk_span.end_time
     for event, sdk_event in zip(light_span.events, sdk_span.events, strict=True):
         event._timestamp = sdk_event.timestamp

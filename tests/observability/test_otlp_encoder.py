@@ -259,3 +259,40 @@ def test_a_span_made_outside_a_provider_without_status_or_scope() -> None:
     decoded = otlp.encode_spans(spans).resource_spans[0].scope_spans[0]
     assert not decoded.spans[0].HasField("status")
     assert decoded.spans[1].HasField("status")
+
+
+def test_the_exporter_sends_the_encoded_request_as_it_is() -> None:
+    """FastOTLPSpanExporter hands gRPC the bytes encode_spans_bytes wrote (no parse and
+    re-serialization): a real OTLP/gRPC receiver gets every span, also after the
+    exporter rebuilt its channel and stub as the SDK does on UNAVAILABLE."""
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from firewatch.observability.otlp import FastOTLPSpanExporter
+    from tests.observability.otlp import OtlpReceiver
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "exported"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("firewatch")
+    for name in ("first", "second"):
+        with tracer.start_as_current_span(name, attributes={"db.system": "postgresql"}):
+            pass
+    receiver = OtlpReceiver().start()
+    exporter = FastOTLPSpanExporter(endpoint=receiver.endpoint, insecure=True, timeout=5)
+    try:
+        spans = memory.get_finished_spans()
+        assert type(exporter._client).__name__ == "_EncodedTraceServiceStub"
+        assert exporter.export(spans[:1]) is SpanExportResult.SUCCESS
+        exporter._initialize_channel_and_stub()  # what the SDK calls after UNAVAILABLE
+        assert type(exporter._client).__name__ == "_EncodedTraceServiceStub"
+        assert exporter.export(spans[1:]) is SpanExportResult.SUCCESS
+        received = receiver.wait_for(lambda got: len(got) >= 2)
+        assert [(s.name, s.service_name, s.attributes) for s in received] == [
+            ("first", "exported", {"db.system": "postgresql"}),
+            ("second", "exported", {"db.system": "postgresql"}),
+        ]
+        assert {s.trace_id for s in received} == {f"{s.context.trace_id:032x}" for s in spans}
+    finally:
+        exporter.shutdown()
+        receiver.stop()
+        provider.shutdown()

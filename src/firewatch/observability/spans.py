@@ -64,9 +64,10 @@ from opentelemetry.util.types import AttributeValue
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LightSpan", "LightTracer"]
+__all__ = ["UNSET_STATUS", "LightSpan", "LightTracer"]
 
 _UNSET: Final = Status(StatusCode.UNSET)
+UNSET_STATUS: Final = _UNSET  # every light span's status until one is set (the encoder's)
 _PLAIN: Final = frozenset({str, bool, int, float})  # values the SDK keeps as they are
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED: Final = TraceFlags(TraceFlags.DEFAULT)
