@@ -171,7 +171,7 @@ def server_exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExp
     memory = InMemorySpanExporter()
     provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    for name in ("_server_tracer", "_sql_tracer", "_client_tracer", "_propagation_fields"):
+    for name in ("_server_tracer", "_sql_tracer", "_client_tracer", "propagation_fields"):
         monkeypatch.setattr(tracing, name, getattr(tracing, name))  # restored after
     tracing.install(provider)
     yield memory
@@ -321,7 +321,7 @@ def test_a_new_trace_is_sampled_as_the_sdk_s_sampler_says(monkeypatch: pytest.Mo
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
     for name in ("_provider", "_server_tracer", "_sql_tracer", "_client_tracer"):
         monkeypatch.setattr(tracing, name, None)
-    monkeypatch.setattr(tracing, "_propagation_fields", frozenset())
+    monkeypatch.setattr(tracing, "propagation_fields", frozenset())
     from opentelemetry import trace as trace_api
     from opentelemetry.util._once import Once
 
@@ -391,7 +391,7 @@ def _dropping_tracer(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     """Server spans from a provider that drops every new trace (``always_off``)."""
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-    for name in ("_server_tracer", "_sql_tracer", "_client_tracer", "_propagation_fields"):
+    for name in ("_server_tracer", "_sql_tracer", "_client_tracer", "propagation_fields"):
         monkeypatch.setattr(tracing, name, getattr(tracing, name))  # restored after
     memory = InMemorySpanExporter()
     provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
@@ -462,3 +462,28 @@ def test_a_dropped_request_ended_in_another_context_does_not_raise(
     assert isinstance(request, tracing.DroppedRequest)
     request.end(route="/readyz", status=200, error=None)  # OTel's detach logs, never raises
     assert is_instrumentation_enabled()
+
+
+def test_the_middleware_reads_the_request_id_and_trace_context_in_one_pass(
+    server_exporter: InMemorySpanExporter,
+) -> None:
+    """_request_headers: the first sound X-Request-ID (else a fresh one) and whether a
+    propagation header came, which server_span is then told instead of looking."""
+    from firewatch.observability.middleware import _request_headers
+
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    scope = _scope(**{"x-request-id": "bad id!"})
+    scope["headers"] += [(b"x-request-id", b"req-1"), (b"x-request-id", b"req-2")]
+    assert _request_headers(scope) == ("req-1", False)
+    request_id, carried = _request_headers(_scope(traceparent=parent))
+    assert len(request_id) == 32
+    assert carried
+    span = tracing.server_span(_scope(traceparent=parent), carried)
+    assert isinstance(span, tracing.ServerSpan)  # continues the caller's trace
+    ids = tracing.current_ids()
+    assert ids is not None
+    assert ids[0] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    span.end(route=None, status=200, error=None)
+    (done,) = server_exporter.get_finished_spans()
+    assert done.parent is not None
+    assert done.parent.span_id == 0x00F067AA0BA902B7

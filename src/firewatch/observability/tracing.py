@@ -170,11 +170,11 @@ def install(provider: Any, service_version: str | None = None) -> None:
     fields. configure() calls it; tests call it with a provider of their own."""
     from firewatch.observability.spans import LightTracer
 
-    global _server_tracer, _sql_tracer, _client_tracer, _propagation_fields
+    global _server_tracer, _sql_tracer, _client_tracer, propagation_fields
     _server_tracer = LightTracer(provider, "firewatch.http", service_version)
     _sql_tracer = LightTracer(provider, SQL_TRACER_NAME, service_version)
     _client_tracer = LightTracer(provider, TRACER_NAME, service_version)
-    _propagation_fields = frozenset(
+    propagation_fields = frozenset(
         f.lower().encode("latin-1") for f in propagate.get_global_textmap().fields
     )
 
@@ -231,7 +231,9 @@ _ROOT: Final = otel_context.Context()  # the parent of a request that brings non
 #: generator, reseeded in forked children); ids, not secrets (W3C Trace Context).
 _getrandbits: Final = random.getrandbits
 _DROPPED: Final = TraceFlags(TraceFlags.RANDOM_TRACE_ID)  # not sampled, random trace id
-_propagation_fields: frozenset[bytes] = frozenset()  # install(): traceparent, ...
+#: The request headers that carry trace context (install(): the global propagator's
+#: fields, lowercase: traceparent, tracestate, ...); empty with tracing off.
+propagation_fields: frozenset[bytes] = frozenset()
 
 
 def _runtime_context_var() -> ContextVar[otel_context.Context] | None:
@@ -303,7 +305,7 @@ class ServerSpan:
         """``trace_id``: a new trace's id that the sampler's rule kept."""
         carrier: dict[str, str] = {}
         for name, value in scope.get("headers", ()):
-            if name in _propagation_fields:
+            if name in propagation_fields:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         method = str(scope.get("method", ""))
         known = method in KNOWN_METHODS
@@ -431,22 +433,28 @@ class DroppedRequest(NonRecordingSpan):
         return f"DroppedRequest({self.get_span_context()!r})"
 
 
-def server_span(scope: MutableMapping[str, Any]) -> ServerSpan | DroppedRequest | None:
+def server_span(
+    scope: MutableMapping[str, Any], carries_context: bool | None = None
+) -> ServerSpan | DroppedRequest | None:
     """Start the SERVER span of an HTTP request, or None when tracing is off.
 
     A request that brings no propagation header starts a trace: where the sampler's
     answer is known (``LightTracer.drop_rule``: the ``OTEL_TRACES_SAMPLER`` samplers,
     the SDK's random ids) its ids are drawn here as that generator draws them, and a
-    dropped one is a :class:`DroppedRequest`."""
+    dropped one is a :class:`DroppedRequest`. ``carries_context``: whether one of the
+    headers is in :data:`propagation_fields`, if the caller looked already (the
+    request middleware, in its one pass over the headers); None: look here."""
     tracer = _server_tracer
     if tracer is None:
         return None
     rule = tracer.drop_rule
     if rule is None:
         return ServerSpan(scope)
-    for name, _value in scope.get("headers", ()):
-        if name in _propagation_fields:
-            return ServerSpan(scope)
+    if carries_context is None:
+        fields = propagation_fields
+        carries_context = any(name in fields for name, _value in scope.get("headers", ()))
+    if carries_context:
+        return ServerSpan(scope)
     trace_id = _getrandbits(128) or tracer.new_trace_id()
     if trace_id & rule[0] < rule[1]:
         return ServerSpan(scope, trace_id)
