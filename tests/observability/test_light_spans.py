@@ -392,3 +392,24 @@ def test_a_rule_that_disagrees_with_its_sampler_is_not_used(
 
     monkeypatch.setattr(TraceIdRatioBased, "should_sample", changed)
     assert _root_rule(sampler) is None
+
+
+def test_with_the_sdk_s_random_ids_a_span_id_is_the_generator_s_draw() -> None:
+    """With the default RandomIdGenerator, LightTracer draws span ids itself as that
+    generator does (random.getrandbits(64)): the same seed, the same ids."""
+    import random
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = LightTracer(provider, "firewatch.http")
+    parent = SpanContext(0xABC << 64, 0xDEF, False, TraceFlags(TraceFlags.SAMPLED))
+    random.seed(11)
+    expected = RandomIdGenerator().generate_span_id()
+    random.seed(11)
+    span = tracer.start_span("SELECT", Context(), SpanKind.CLIENT, {}, parent=parent)
+    assert span.get_span_context().span_id == expected
+    assert span.get_span_context().trace_id == 0xABC << 64
+    assert span.get_span_context().trace_flags == TraceFlags(TraceFlags.SAMPLED)
+    span.end()
+    provider.shutdown()

@@ -35,6 +35,7 @@ redis-py's) stay SDK spans; they are children of these as of any span.
 from __future__ import annotations
 
 import logging
+import random
 import traceback
 from collections.abc import Mapping
 from time import time_ns
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 __all__ = ["UNSET_STATUS", "LightSpan", "LightTracer"]
 
 _UNSET: Final = Status(StatusCode.UNSET)
+_getrandbits: Final = random.getrandbits  # RandomIdGenerator's source (ids, not secrets)
 UNSET_STATUS: Final = _UNSET  # every light span's status until one is set (the encoder's)
 _PLAIN: Final = frozenset({str, bool, int, float})  # values the SDK keeps as they are
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
@@ -91,6 +93,7 @@ class LightTracer:
         "_ids",
         "_limits",
         "_processor",
+        "_random_ids",
         "_resource",
         "_root_rule",
         "_sampler",
@@ -115,7 +118,17 @@ class LightTracer:
         #: The root rule when the ids are the SDK's default random ones: then a caller
         #: may draw a new trace's ids with ``random.getrandbits`` (what that generator
         #: does) and judge them itself (the HTTP server span, tracing.ServerSpan).
-        self.drop_rule = self._root_rule if type(self._ids) is RandomIdGenerator else None
+        self._random_ids = type(self._ids) is RandomIdGenerator
+        self.drop_rule = self._root_rule if self._random_ids else None
+
+    def _span_id(self) -> int:
+        """A new span id: the SDK's random generator's draw, made here when it is that
+        generator (``random.getrandbits``, not 0), else asked of the provider's."""
+        if self._random_ids:
+            span_id = _getrandbits(64)
+            if span_id:
+                return span_id
+        return self.new_span_id()
 
     def new_trace_id(self) -> int:
         """A trace id from the provider's id generator."""
@@ -171,22 +184,25 @@ class LightTracer:
         """
         if isinstance(parent, _Lookup):
             parent = trace.get_current_span(context).get_span_context()
-        if parent is None or not parent.is_valid:
+        # SpanContext is a tuple (trace_id, span_id, is_remote, flags, state, is_valid):
+        # unpacked in one step rather than through a property per field (TraceFlags is
+        # an int: bit 0 sampled, bit 1 random trace id)
+        if parent is not None:
+            parent_trace_id, _parent_span_id, remote, parent_flags, state, valid = parent
+        if parent is None or not valid:
             parent = None
             random = self._ids.is_trace_id_random()
             if trace_id and self._root_rule is not None:  # kept by the rule
                 flags = _SAMPLED_RANDOM if random else _SAMPLED
-                span_context = SpanContext(trace_id, self._ids.generate_span_id(), False, flags)
+                span_context = SpanContext(trace_id, self._span_id(), False, flags)
                 return self._record(name, span_context, None, kind, attributes, context)
             trace_id = trace_id or self._ids.generate_trace_id()
         else:
-            trace_id = parent.trace_id
-            random = parent.trace_flags.random_trace_id
-            if self._children_kept and parent.trace_flags.sampled and not parent.is_remote:
+            trace_id = parent_trace_id
+            random = bool(parent_flags & TraceFlags.RANDOM_TRACE_ID)
+            if self._children_kept and parent_flags & TraceFlags.SAMPLED and not remote:
                 flags = _SAMPLED_RANDOM if random else _SAMPLED
-                span_context = SpanContext(
-                    trace_id, self._ids.generate_span_id(), False, flags, parent.trace_state
-                )
+                span_context = SpanContext(trace_id, self._span_id(), False, flags, state)
                 return self._record(name, span_context, parent, kind, attributes, context)
         result = self._sampler.should_sample(context, trace_id, name, kind, attributes)
         decision = result.decision

@@ -323,9 +323,10 @@ class ServerSpan:
             span = None
             if not trace_id:  # (0, None): ask the sampler; (id, None): kept; else dropped
                 trace_id, span = tracer.dropped_root()
-            if span is None:
+            if span is None:  # a new trace: no parent to look up in the (empty) context
+                attributes = self._attributes(method, known)
                 span = tracer.start_span(
-                    self._name, parent, SpanKind.SERVER, self._attributes(method, known), trace_id
+                    self._name, parent, SpanKind.SERVER, attributes, trace_id, None
                 )
         self._span: Span = span
         if span.is_recording():
