@@ -24,7 +24,9 @@ helper                        metric
 directory under the data dir before uvicorn starts its workers (see
 :func:`firewatch.observability.multiproc.prepare`), so every worker's counters and
 histograms live in memory-mapped files that ``/metrics`` sums on each scrape, whichever
-worker answers.
+worker answers. The request histogram reaches its file at most
+:data:`REQUEST_FLUSH_SECONDS` after each request (counted in memory first, see
+:func:`observe_request`).
 Values that describe the *system* rather than the process (open incidents, queue
 depth, the latest drift check of each stream) are never kept in a process: they are
 read from PostgreSQL at scrape time (:func:`collect_database_gauges`), so every
