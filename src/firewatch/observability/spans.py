@@ -121,24 +121,20 @@ class LightTracer:
         self._random_ids = type(self._ids) is RandomIdGenerator
         self.drop_rule = self._root_rule if self._random_ids else None
 
-    def _span_id(self) -> int:
+    def new_span_id(self) -> int:
         """A new span id: the SDK's random generator's draw, made here when it is that
         generator (``random.getrandbits``, not 0), else asked of the provider's."""
         if self._random_ids:
             span_id = _getrandbits(64)
             if span_id:
                 return span_id
-        return self.new_span_id()
+        drawn: int = self._ids.generate_span_id()
+        return drawn
 
     def new_trace_id(self) -> int:
         """A trace id from the provider's id generator."""
         trace_id: int = self._ids.generate_trace_id()
         return trace_id
-
-    def new_span_id(self) -> int:
-        """A span id from the provider's id generator."""
-        span_id: int = self._ids.generate_span_id()
-        return span_id
 
     def dropped_root(self) -> tuple[int, NonRecordingSpan | None]:
         """For a span that starts a trace: a new trace id and, if the sampler drops a
@@ -194,7 +190,7 @@ class LightTracer:
             random = self._ids.is_trace_id_random()
             if trace_id and self._root_rule is not None:  # kept by the rule
                 flags = _SAMPLED_RANDOM if random else _SAMPLED
-                span_context = SpanContext(trace_id, self._span_id(), False, flags)
+                span_context = SpanContext(trace_id, self.new_span_id(), False, flags)
                 return self._record(name, span_context, None, kind, attributes, context)
             trace_id = trace_id or self._ids.generate_trace_id()
         else:
@@ -202,7 +198,7 @@ class LightTracer:
             random = bool(parent_flags & TraceFlags.RANDOM_TRACE_ID)
             if self._children_kept and parent_flags & TraceFlags.SAMPLED and not remote:
                 flags = _SAMPLED_RANDOM if random else _SAMPLED
-                span_context = SpanContext(trace_id, self._span_id(), False, flags, state)
+                span_context = SpanContext(trace_id, self.new_span_id(), False, flags, state)
                 return self._record(name, span_context, parent, kind, attributes, context)
         result = self._sampler.should_sample(context, trace_id, name, kind, attributes)
         decision = result.decision

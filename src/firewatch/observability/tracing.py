@@ -459,7 +459,7 @@ def server_span(
     trace_id = _getrandbits(128) or tracer.new_trace_id()
     if trace_id & rule[0] < rule[1]:
         return ServerSpan(scope, trace_id)
-    return DroppedRequest(trace_id, _getrandbits(64) or tracer.new_span_id())
+    return DroppedRequest(trace_id, tracer.new_span_id())
 
 
 def untraced() -> AbstractContextManager[object]:
