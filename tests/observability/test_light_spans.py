@@ -10,8 +10,8 @@ from typing import Any, cast
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
@@ -30,7 +30,14 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.trace.span import TraceState
 
 from firewatch.observability import otlp
-from firewatch.observability.spans import LightSpan, LightTracer, _children_kept, _root_rule
+from firewatch.observability.spans import (
+    _NO_OPS,
+    LightSpan,
+    LightTracer,
+    _children_kept,
+    _does_nothing,
+    _root_rule,
+)
 
 
 class CountingIds(RandomIdGenerator):
@@ -140,7 +147,15 @@ def _error(span: trace.Span) -> None:
     span.set_status(Status(StatusCode.ERROR))
 
 
-@pytest.mark.parametrize("ops", [_attributes, _statuses, _error], ids=lambda f: f.__name__)
+def _again(span: trace.Span) -> None:
+    """Keys set again (they move last), with new ones and ones the SDK refuses."""
+    span.set_attributes({"http.route": "/x", "url.path": "/y"})
+    span.set_attributes({"http.request.method": "POST", "fresh": 1})
+    span.set_attributes(cast(Any, {"": "empty key", 7: "not a string"}))
+    span.set_attribute("http.route", "/z")
+
+
+@pytest.mark.parametrize("ops", [_attributes, _statuses, _error, _again], ids=lambda f: f.__name__)
 def test_a_light_span_exports_what_the_sdk_s_span_exports(ops: Ops) -> None:
     (sdk_span,), (light_span,) = _both(ops)
     assert isinstance(light_span, LightSpan)
@@ -413,3 +428,92 @@ def test_with_the_sdk_s_random_ids_a_span_id_is_the_generator_s_draw() -> None:
     assert span.get_span_context().trace_flags == TraceFlags(TraceFlags.SAMPLED)
     span.end()
     provider.shutdown()
+
+
+class Recording(SpanProcessor):
+    """Records which hook saw which span, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        self.calls.append(("on_start", span.name))
+
+    def _on_ending(self, span: Any) -> None:
+        self.calls.append(("_on_ending", span.name))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.calls.append(("on_end", span.name))
+
+
+def test_processors_added_after_the_tracer_see_its_spans_and_every_hook_is_called() -> None:
+    """A light span calls the processors' hooks itself (not through the provider's
+    multi-processor): one added later is found, and ``_on_ending`` is called as the
+    SDK's span calls it, before ``on_end``."""
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    tracer = LightTracer(provider, "firewatch.http")
+    first = Recording()
+    provider.add_span_processor(first)
+    memory = InMemorySpanExporter()
+    span = tracer.start_span("GET", Context(), SpanKind.SERVER, {"url.path": "/a"})
+    provider.add_span_processor(SimpleSpanProcessor(memory))  # while the span is open
+    span.end()
+    later = Recording()
+    provider.add_span_processor(later)
+    tracer.start_span("SELECT", Context(), SpanKind.CLIENT, {}).end()
+    assert first.calls == [
+        ("on_start", "GET"),
+        ("_on_ending", "GET"),
+        ("on_end", "GET"),
+        ("on_start", "SELECT"),
+        ("_on_ending", "SELECT"),
+        ("on_end", "SELECT"),
+    ]
+    assert later.calls == [("on_start", "SELECT"), ("_on_ending", "SELECT"), ("on_end", "SELECT")]
+    assert [s.name for s in memory.get_finished_spans()] == ["GET", "SELECT"]
+    provider.shutdown()
+
+
+class RecordOnly(Sampler):
+    """Records every span, samples none (a span the batch processor must not export)."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+def test_the_batch_processor_gets_sampled_light_spans_only() -> None:
+    """Its queue is given a span directly, under its on_end's own test (sampled)."""
+    exported = []
+    for sampler in (RecordOnly(), ALWAYS_ON):
+        memory = InMemorySpanExporter()
+        provider = TracerProvider(sampler=sampler)
+        provider.add_span_processor(BatchSpanProcessor(memory))
+        span = LightTracer(provider, "firewatch.http").start_span(
+            "GET", Context(), SpanKind.SERVER, {}
+        )
+        assert isinstance(span, LightSpan)
+        assert span.is_recording()
+        span.end()
+        provider.force_flush()
+        exported.append([s.name for s in memory.get_finished_spans()])
+        provider.shutdown()
+    assert exported == [[], ["GET"]]
+
+
+def test_only_hooks_with_an_empty_body_are_skipped() -> None:
+    def empty(self: object, span: object, parent_context: object = None) -> None:
+        """A docstring only."""
+
+    def works(self: object, span: object) -> None:
+        print(span)
+
+    assert _does_nothing(empty)
+    assert not _does_nothing(works)
+    assert not _does_nothing(len)  # no bytecode to read: called
+    # the SDK's own hooks that do nothing (1.45), and its batch processor's on_end
+    assert {BatchSpanProcessor.on_start, SimpleSpanProcessor._on_ending} <= _NO_OPS
+    assert BatchSpanProcessor.on_end not in _NO_OPS
+    assert SimpleSpanProcessor.on_end not in _NO_OPS

@@ -168,9 +168,10 @@ def install(provider: Any, service_version: str | None = None) -> None:
     ids, resource and processors (as :class:`~firewatch.observability.spans.LightSpan`,
     see that module), and continue the ``traceparent`` of the global propagator's
     fields. configure() calls it; tests call it with a provider of their own."""
-    from firewatch.observability.spans import LightTracer
+    from firewatch.observability.spans import LightSpan, LightTracer
 
-    global _server_tracer, _sql_tracer, _client_tracer, propagation_fields
+    global _server_tracer, _sql_tracer, _client_tracer, _light_span, propagation_fields
+    _light_span = LightSpan
     _server_tracer = LightTracer(provider, "firewatch.http", service_version)
     _sql_tracer = LightTracer(provider, SQL_TRACER_NAME, service_version)
     _client_tracer = LightTracer(provider, TRACER_NAME, service_version)
@@ -212,7 +213,15 @@ def _scrub_url_attributes(span: Any) -> None:
     percent-encoded, so each value is scrubbed decoded; a value with a secret is
     replaced by its scrubbed decoded form.
     """
-    attributes = getattr(span, "attributes", None) or {}
+    # A light span's attributes read directly (its ``attributes`` property makes a
+    # read-only proxy); the SQL and Redis spans have no URL key: one set test.
+    attributes: Mapping[str, Any]
+    if type(span) is _light_span:
+        attributes = span._store
+    else:
+        attributes = getattr(span, "attributes", None) or {}
+    if _URL_KEYS.isdisjoint(attributes):
+        return
     # One pass over the span's few keys: asking the SDK's attribute mapping for each
     # absent URL key raised and caught a KeyError per key (3x the cost, every span).
     for key in _URL_KEYS.intersection(attributes):
@@ -225,6 +234,7 @@ def _scrub_url_attributes(span: Any) -> None:
 
 
 _server_tracer: Any = None  # install(): the LightTracer of the HTTP server spans
+_light_span: Any = None  # install(): spans.LightSpan (the SDK is not imported before)
 _client_tracer: Any = None  # install(): the LightTracer of client_span's spans
 _ROOT: Final = otel_context.Context()  # the parent of a request that brings none
 #: The SDK's random id generator is ``random.getrandbits`` (module ``random``'s shared
@@ -302,11 +312,13 @@ class ServerSpan:
     __slots__ = ("_name", "_scope", "_span", "_token")
 
     def __init__(self, scope: MutableMapping[str, Any], trace_id: int = 0) -> None:
-        """``trace_id``: a new trace's id that the sampler's rule kept."""
+        """``trace_id``: a new trace's id that the sampler's rule kept (the request
+        brings no trace context: its headers are not read again)."""
         carrier: dict[str, str] = {}
-        for name, value in scope.get("headers", ()):
-            if name in propagation_fields:
-                carrier[name.decode("latin-1")] = value.decode("latin-1")
+        if not trace_id:
+            for name, value in scope.get("headers", ()):
+                if name in propagation_fields:
+                    carrier[name.decode("latin-1")] = value.decode("latin-1")
         method = str(scope.get("method", ""))
         known = method in KNOWN_METHODS
         self._name = method if known else "HTTP"  # semantic conventions: span name
@@ -406,9 +418,10 @@ class DroppedRequest(NonRecordingSpan):
         self.trace_id = trace_id
         self.span_id = span_id
         self._lazy: SpanContext | None = None
-        self._token = _attach(
-            otel_context.Context({_SPAN_KEY: self, _SUPPRESS_INSTRUMENTATION_KEY: True})
-        )
+        current = otel_context.Context({_SPAN_KEY: self, _SUPPRESS_INSTRUMENTATION_KEY: True})
+        # (_attach inlined: this is every unsampled request)
+        var = _context_var
+        self._token = otel_context.attach(current) if var is None else var.set(current)
 
     def get_span_context(self) -> SpanContext:
         context = self._lazy
@@ -459,7 +472,8 @@ def server_span(
     trace_id = _getrandbits(128) or tracer.new_trace_id()
     if trace_id & rule[0] < rule[1]:
         return ServerSpan(scope, trace_id)
-    return DroppedRequest(trace_id, tracer.new_span_id())
+    # (a drop rule means the SDK's random ids: LightTracer.new_span_id's draw, inlined)
+    return DroppedRequest(trace_id, _getrandbits(64) or tracer.new_span_id())
 
 
 def untraced() -> AbstractContextManager[object]:
@@ -645,12 +659,20 @@ def sql_span(
     Measured: a sampled GET incident went from 663k to 525k instructions on the
     main thread (``python -m bench.inprocess --instructions``, ADR-007 eighth note).
     """
-    parent = _recording_parent(_sql_tracer)
-    if parent is None:
+    tracer = _sql_tracer
+    if tracer is None:
+        return None
+    # _recording_parent, inlined: every statement of every request asks
+    current = _get_context()
+    if current.get(_SUPPRESS_INSTRUMENTATION_KEY):
+        return None
+    span: Any = current.get(_SPAN_KEY)
+    if span is None or not span.is_recording():
         return None
     attributes = dict(connection_attributes())
     attributes["db.statement"] = query
-    return _ClientScope(_client(_sql_tracer, parent, statement_name(query), attributes))
+    parent = (current, span.get_span_context())
+    return _ClientScope(_client(tracer, parent, statement_name(query), attributes))
 
 
 def ingest_span(source: str, *, alerts: int) -> SpanScope:

@@ -99,6 +99,15 @@ async def _in_span(scope: AbstractContextManager[object], statement: Awaitable[T
         return await statement
 
 
+#: asyncpg's own statement methods, called by TracedConnection's as plain functions: a
+#: ``super()`` per statement built a proxy object on every statement of every request.
+_base_execute = asyncpg.Connection.execute
+_base_executemany = asyncpg.Connection.executemany
+_base_fetch = asyncpg.Connection.fetch
+_base_fetchval = asyncpg.Connection.fetchval
+_base_fetchrow = asyncpg.Connection.fetchrow
+
+
 class TracedConnection(_Connection):
     """A pooled connection whose statements get CLIENT spans in sampled requests
     (:func:`firewatch.observability.tracing.sql_span`): the pool's connection class
@@ -133,27 +142,27 @@ class TracedConnection(_Connection):
 
     def execute(self, query: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, str]:
         scope = tracing.sql_span(query, self._attributes)
-        statement = super().execute(query, *args, **kwargs)
+        statement = _base_execute(self, query, *args, **kwargs)
         return statement if scope is None else _in_span(scope, statement)
 
     def executemany(self, command: str, args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
         scope = tracing.sql_span(command, self._attributes)
-        statement = super().executemany(command, args, **kwargs)
+        statement = _base_executemany(self, command, args, **kwargs)
         return statement if scope is None else _in_span(scope, statement)
 
     def fetch(self, query: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         scope = tracing.sql_span(query, self._attributes)
-        statement = super().fetch(query, *args, **kwargs)
+        statement = _base_fetch(self, query, *args, **kwargs)
         return statement if scope is None else _in_span(scope, statement)
 
     def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         scope = tracing.sql_span(query, self._attributes)
-        statement = super().fetchval(query, *args, **kwargs)
+        statement = _base_fetchval(self, query, *args, **kwargs)
         return statement if scope is None else _in_span(scope, statement)
 
     def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         scope = tracing.sql_span(query, self._attributes)
-        statement = super().fetchrow(query, *args, **kwargs)
+        statement = _base_fetchrow(self, query, *args, **kwargs)
         return statement if scope is None else _in_span(scope, statement)
 
 
