@@ -87,14 +87,20 @@ Ops = Callable[[trace.Span], None]
 
 
 def _both(
-    ops: Ops, sampler: Sampler = ALWAYS_ON, parent: Context | None = None, *, root: bool = False
+    ops: Ops,
+    sampler: Sampler = ALWAYS_ON,
+    parent: Context | None = None,
+    *,
+    root: bool = False,
+    attributes: dict[Any, Any] | None = None,
 ) -> list[Any]:
     """``ops`` on an SDK span and on a light span of providers alike; their exports.
     ``root``: the light span starts as ServerSpan starts a new trace (dropped_root,
     then start_span with the trace id it kept)."""
     (sdk_provider, sdk_memory), (light_provider, light_memory) = _pair(sampler)
     context = parent if parent is not None else otel_context.Context()
-    attributes = {"url.path": "/api/v1/incidents/INC-7", "http.request.method": "GET"}
+    if attributes is None:
+        attributes = {"url.path": "/api/v1/incidents/INC-7", "http.request.method": "GET"}
     sdk_span = sdk_provider.get_tracer("firewatch.http", "1").start_span(
         "GET", context=context, kind=SpanKind.SERVER, attributes=attributes
     )
@@ -166,6 +172,23 @@ def test_a_light_span_exports_what_the_sdk_s_span_exports(ops: Ops) -> None:
     stack = [e.attributes or {} for e in light_span.events if e.name == "exception"]
     for event in stack:
         assert "ValueError: no such incident" in str(event["exception.stacktrace"])
+
+
+def test_attributes_a_span_starts_with_are_kept_as_the_sdk_keeps_them() -> None:
+    """Plain values with string keys are stored as given; anything else goes through
+    the SDK's cleaning (sequences made tuples, keys made strings or dropped)."""
+    given = {"db.system": "postgresql", "port": 5432, "ok": True, "ratio": 0.5}
+    odd: dict[Any, Any] = {**given, "tags": ["a", "b"], "": "empty key", 7: "str(7)", "n": None}
+    for attributes in (given, odd):
+        (sdk_span,), (light_span,) = _both(_untouched, attributes=attributes)
+        assert _fields(light_span) == _fields(sdk_span)
+    # as the SDK: a non-string key is made a string, a None value kept, an empty key goes
+    assert dict(light_span.attributes or {}) == {
+        **given,
+        "tags": ("a", "b"),
+        "7": "str(7)",
+        "n": None,
+    }
 
 
 def test_span_limits_from_the_standard_variables_apply_alike(

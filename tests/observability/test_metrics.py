@@ -265,3 +265,52 @@ async def test_requests_reach_the_histogram_within_the_flush_interval() -> None:
     text = metrics.render(None).decode()  # a scrape of this process writes first
     assert sample(name, **labels) == before + 3
     assert f'{name}{{method="GET",route="{route}",status_class="2xx"}} {before + 3}' in text
+
+
+def test_requests_land_in_the_buckets_and_classes_histogram_observe_gives() -> None:
+    """observe_request keeps durations and finds their buckets and status classes at
+    the flush: the same counts and sum as Histogram.observe of each request, bounds
+    included (a duration equal to a bound is in that bound's bucket)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    route = "/test/buckets"
+    seconds = [0.0, 0.001, 0.0011, *metrics.REQUEST_BUCKETS, 0.2, 11.0, 600.0]
+    reference = Histogram(
+        "r_seconds",
+        "r",
+        ["status_class"],
+        buckets=metrics.REQUEST_BUCKETS,
+        registry=CollectorRegistry(),
+    )
+    name = "firewatch_http_request_duration_seconds"
+    labels = {"method": "GET", "route": route}
+    classes = {200: "2xx", 204: "2xx", 503: "5xx", 99: "other"}
+    before = {c: _histogram(name, status_class=c, **labels) for c in set(classes.values())}
+    for i, duration in enumerate(seconds):
+        status = list(classes)[i % len(classes)]
+        metrics.observe_request("GET", route, status, duration)  # no loop: written at once
+        reference.labels(classes[status]).observe(duration)
+    for status_class in set(classes.values()):
+        expected = {
+            s.name.removeprefix("r_seconds") + str(sorted(s.labels.items())): s.value
+            for family in reference.collect()
+            for s in family.samples
+            if s.labels.get("status_class") == status_class and not s.name.endswith("_created")
+        }
+        got = _histogram(name, status_class=status_class, **labels)
+        delta = {key: got[key] - before[status_class].get(key, 0.0) for key in got}
+        assert delta == pytest.approx(expected)
+
+
+def _histogram(name: str, **labels: str) -> dict[str, float]:
+    """The request histogram's samples of ``labels``, keyed as the test above keys them
+    (suffix and the ``le``/``status_class`` labels)."""
+    out: dict[str, float] = {}
+    for family in REGISTRY.collect():
+        for s in family.samples:
+            if not s.name.startswith(name) or s.name.endswith("_created"):
+                continue
+            if all(s.labels.get(k) == v for k, v in labels.items()):
+                rest = {k: v for k, v in s.labels.items() if k in {"le", "status_class"}}
+                out[s.name.removeprefix(name) + str(sorted(rest.items()))] = s.value
+    return out

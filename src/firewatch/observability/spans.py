@@ -448,10 +448,21 @@ class LightSpan(trace.Span, ReadableSpan):
         self._instrumentation_scope = tracer.scope
         self._start_time = time_ns()
         self._tracer = tracer
-        self._store: dict[str, Any] = {}
-        self._attributes = self._store
-        if attributes:
-            self._set(attributes)
+        # _set's test for what firewatch sets, for a span that holds nothing yet
+        if (
+            attributes
+            and len(attributes) <= tracer._fast_cap
+            and _PLAIN.issuperset(map(type, attributes.values()))
+            and _STR.issuperset(map(type, attributes))
+            and "" not in attributes
+        ):
+            self._store: dict[str, Any] = dict(attributes)
+            self._attributes = self._store
+        else:
+            self._store = {}
+            self._attributes = self._store
+            if attributes:
+                self._set(attributes)
         multi = tracer._multi
         if multi is not None and multi._span_processors is not tracer._seen:
             tracer._refresh()  # a processor was added since

@@ -440,8 +440,15 @@ class DroppedRequest(NonRecordingSpan):
         """The middleware's end of the request (``status`` given): the context it
         began in is current again. OTel's ``Span.end(end_time)``: nothing, as for any
         non-recording span."""
-        if status is not None:
-            _detach(self._token)
+        if status is not None:  # (_detach inlined)
+            var = _context_var
+            if var is not None:
+                try:
+                    var.reset(self._token)
+                    return
+                except ValueError:
+                    pass
+            otel_context.detach(self._token)
 
     def __repr__(self) -> str:
         return f"DroppedRequest({self.get_span_context()!r})"
