@@ -22,11 +22,18 @@ bench/instructions.py): each configuration runs twice, ``--requests`` apart, and
 difference is divided by ``--requests``. Counts of the same code agree to within
 ~1-2%, where CPU time moves by 10-30% on this host: the way to size a change of a few
 per cent (not one of under 2%).
+
+``--opcodes`` counts the Python bytecodes each request executes on the event loop's
+thread (``sys.settrace``), per configuration and per function against the first
+configuration (``--top``): exact (the same code gives the same count), so it sizes
+and places differences far below callgrind's 1-2%, but it sees neither the cost of C
+code nor other threads (the span exporter's).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import subprocess
@@ -72,8 +79,11 @@ async def _measure(
     post: bool,
     requests: int,
     rounds: int,
+    opcodes: dict[str, list[float]] | None = None,
 ) -> list[float]:
-    """CPU microseconds per request of ``rounds`` rounds of ``requests`` calls."""
+    """CPU microseconds per request of ``rounds`` rounds of ``requests`` calls; with
+    ``opcodes``, one round whose executed bytecodes are counted into it instead
+    (function -> [opcodes per request, calls per request], see :class:`_Opcodes`)."""
     method = "POST" if post else "GET"
     extra = [(b"content-type", b"application/json")] if post else []
 
@@ -109,6 +119,16 @@ async def _measure(
 
     for i in range(min(WARMUP, requests)):  # warm-up: caches, statement cache, pool
         await one(i)
+    if opcodes is not None:
+        counter = _Opcodes()
+        sys.settrace(counter.call)
+        try:
+            for i in range(requests):
+                await one(i)
+        finally:
+            sys.settrace(None)
+        opcodes.update(counter.per_request(requests))
+        return []
     out = []
     for _ in range(rounds):
         start = time.process_time()
@@ -118,7 +138,46 @@ async def _measure(
     return out
 
 
-async def _child(config: str, post: bool, requests: int, rounds: int) -> list[float]:
+class _Opcodes:
+    """Bytecodes executed per code object, counted with ``sys.settrace`` (opcode
+    events) on this thread: the same requests execute the same opcodes whatever the
+    host's speed, so two configurations' counts differ by what their code does, to
+    the opcode (a C call counts as the one opcode that calls it; other threads, such
+    as the span exporter's, are not in it)."""
+
+    def __init__(self) -> None:
+        self.opcodes: collections.Counter[Any] = collections.Counter()
+        self.calls: collections.Counter[Any] = collections.Counter()
+
+    def call(self, frame: Any, event: str, _arg: Any) -> Any:
+        if event == "call":
+            frame.f_trace_opcodes = True
+            self.calls[frame.f_code] += 1
+            return self.opcode
+        return None
+
+    def opcode(self, frame: Any, event: str, _arg: Any) -> Any:
+        if event == "opcode":
+            self.opcodes[frame.f_code] += 1
+        return self.opcode
+
+    def per_request(self, requests: int) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for code, count in self.opcodes.items():
+            where = code.co_filename.split("site-packages/")[-1].split("/src/")[-1]
+            key = f"{where}:{code.co_qualname}"
+            ops, calls = out.get(key, [0.0, 0.0])
+            out[key] = [ops + count / requests, calls + self.calls[code] / requests]
+        return out
+
+
+async def _child(
+    config: str,
+    post: bool,
+    requests: int,
+    rounds: int,
+    opcodes: dict[str, list[float]] | None = None,
+) -> list[float]:
     if config == "minimal":
         from bench.baselines.minimal import create_app
 
@@ -131,13 +190,18 @@ async def _child(config: str, post: bool, requests: int, rounds: int) -> list[fl
         path = "/api/v1/incidents" if post else "/api/v1/incidents/INC-{id}"
         headers = [(b"authorization", os.environ["BENCH_AUTHORIZATION"].encode())]
     async with app.router.lifespan_context(app):
-        return await _measure(app, path, headers, post=post, requests=requests, rounds=rounds)
+        return await _measure(
+            app, path, headers, post=post, requests=requests, rounds=rounds, opcodes=opcodes
+        )
 
 
-def _child_argv(config: str, requests: int, rounds: int, post: bool) -> list[str]:
+def _child_argv(
+    config: str, requests: int, rounds: int, post: bool, *, opcodes: bool = False
+) -> list[str]:
     argv = [sys.executable, "-m", "bench.inprocess", "--child", config]
     argv += ["--requests", str(requests), "--rounds", str(rounds)]
-    return [*argv, "--post"] if post else argv
+    argv += ["--post"] if post else []
+    return [*argv, "--opcodes"] if opcodes else argv
 
 
 def _config_env(config: str, base: dict[str, str], data: str) -> dict[str, str]:
@@ -206,6 +270,49 @@ def _instructions(
     return 0
 
 
+def _opcodes(configs: list[str], base: dict[str, str], data: str, args: argparse.Namespace) -> int:
+    """Opcodes per request of each configuration (:class:`_Opcodes`), against the
+    first, and the ``--top`` functions whose counts differ most from its."""
+    what = "create" if args.post else "GET incident"
+    print(
+        f"opcodes per {what} on the event loop's thread (sys.settrace; {args.requests} "
+        f"requests after a warm-up of {WARMUP}), against {configs[0]}"
+    )
+    counts: dict[str, dict[str, list[float]]] = {}
+    for config in configs:
+        done = subprocess.run(
+            _child_argv(config, args.requests, 1, args.post, opcodes=True),
+            env=_config_env(config, base, data),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            print(done.stderr[-2000:], file=sys.stderr)
+            return 1
+        counts[config] = json.loads(done.stdout.strip().splitlines()[-1])
+    first = counts[configs[0]]
+    total = sum(ops for ops, _calls in first.values())
+    for config in configs:
+        mine = counts[config]
+        own = sum(ops for ops, _calls in mine.values())
+        print(f"  {config:<12} {own:8.0f} opcodes   {own - total:+7.0f}   {own / total:6.3f}x")
+        if config == configs[0] or args.top <= 0:
+            continue
+        deltas = sorted(
+            (
+                (mine.get(k, [0.0, 0.0])[0] - first.get(k, [0.0, 0.0])[0], k)
+                for k in {*mine, *first}
+            ),
+            key=lambda item: -abs(item[0]),
+        )
+        for delta, key in deltas[: args.top]:
+            if abs(delta) >= 0.5:
+                calls = mine.get(key, [0.0, 0.0])[1]
+                print(f"      {delta:+8.1f}  ({calls:5.2f} calls)  {key}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
@@ -218,13 +325,23 @@ def main(argv: list[str] | None = None) -> int:
         help="count instructions per request with valgrind's callgrind instead of timing "
         "CPU: within ~1-2%% between runs (takes minutes; use --requests 1000)",
     )
+    parser.add_argument(
+        "--opcodes",
+        action="store_true",
+        help="count the bytecodes each request executes on the event loop's thread "
+        "(sys.settrace; exact, ~20x slower; use --requests 500)",
+    )
+    parser.add_argument(
+        "--top", type=int, default=15, help="with --opcodes: functions listed per configuration"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:  # one configuration, in a fresh process (settings, SDK, logging)
         import uvloop  # the event loop uvicorn serves on
 
-        cpu = uvloop.run(_child(args.child, args.post, args.requests, args.rounds))
-        print(json.dumps(cpu))
+        counted: dict[str, list[float]] | None = {} if args.opcodes else None
+        cpu = uvloop.run(_child(args.child, args.post, args.requests, args.rounds, counted))
+        print(json.dumps(cpu if counted is None else counted))
         return 0
 
     from tests.observability.otlp import OtlpReceiver
@@ -253,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                     "OTEL_EXPORTER_OTLP_INSECURE": "true",
                     **auth.server_env(db),
                 }
-                measure = _instructions if args.instructions else _cpu
+                measure = _instructions if args.instructions else _opcodes if args.opcodes else _cpu
                 return measure(args.configs.split(","), base, data, args)
     finally:
         receiver.stop()

@@ -232,6 +232,38 @@ def test_inprocess_measures_every_configuration() -> None:
     assert all(v > 0 for v in figures.values())
 
 
+def test_inprocess_counts_the_opcodes_a_configuration_adds() -> None:
+    """``python -m bench.inprocess --opcodes``: bytecodes per request, exact: tracing on
+    (nothing sampled) executes more than both off, and its own functions say where."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.inprocess",
+            "--opcodes",
+            "--requests",
+            "20",
+            "--configs",
+            "plain,tracing-off",
+            "--top",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("opcodes per GET incident")
+    totals = {ln.split()[0]: float(ln.split()[1]) for ln in lines[1:] if "opcodes" in ln}
+    assert set(totals) == {"plain", "tracing-off"}
+    assert totals["tracing-off"] > totals["plain"] > 1000
+    listed = [ln.split()[-1] for ln in lines if ln.startswith("      ")]
+    assert 0 < len(listed) <= 5
+    assert any("firewatch/observability/tracing.py:" in where for where in listed)
+
+
 def test_redis_call_compares_redis_py_with_the_mux(redis_url: str) -> None:
     """``python -m bench.redis_call`` (ADR-008): a figure for each way, on the test Redis;
     the keys it wrote are gone after."""

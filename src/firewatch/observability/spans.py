@@ -14,7 +14,8 @@ it takes the provider's own sampler, id generator, resource and span processors
 (the batch processor and its OTLP exporter, the URL scrubber), and makes each span
 as ``Tracer.start_span`` does: the same trace and span ids, the sampler asked with
 the same arguments, the same flags and trace state, a ``NonRecordingSpan`` when the
-sampler drops it, the processors' ``on_start`` and ``on_end`` (for the samplers
+sampler drops it, the processors' ``on_start``, ``_on_ending`` and ``on_end``
+(called by the span itself, see :meth:`LightTracer._refresh`; for the samplers
 ``OTEL_TRACES_SAMPLER`` names, the sampler's answer for a new trace and for a child
 of a sampled local parent is computed by its own rule, checked against it at
 start-up: :func:`_root_rule`, :func:`_children_kept`). What differs is the
