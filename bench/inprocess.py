@@ -212,6 +212,17 @@ def _config_env(config: str, base: dict[str, str], data: str) -> dict[str, str]:
     return env
 
 
+def _run_child(argv: list[str], config: str, base: dict[str, str], data: str) -> Any:
+    """The JSON a child printed last, or None (its error output printed) if it failed."""
+    done = subprocess.run(
+        argv, env=_config_env(config, base, data), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _cpu(configs: list[str], base: dict[str, str], data: str, args: argparse.Namespace) -> int:
     what = "create" if args.post else "GET incident"
     print(
@@ -219,17 +230,11 @@ def _cpu(configs: list[str], base: dict[str, str], data: str, args: argparse.Nam
         f"of {args.requests} (all rounds after the colon)"
     )
     for config in configs:
-        done = subprocess.run(
-            _child_argv(config, args.requests, args.rounds, args.post),
-            env=_config_env(config, base, data),
-            capture_output=True,
-            text=True,
-            check=False,
+        cpu = _run_child(
+            _child_argv(config, args.requests, args.rounds, args.post), config, base, data
         )
-        if done.returncode != 0:
-            print(done.stderr[-2000:], file=sys.stderr)
+        if cpu is None:
             return 1
-        cpu = json.loads(done.stdout.strip().splitlines()[-1])
         rounds = " ".join(f"{c:.0f}" for c in cpu)
         print(f"  {config:<12} {min(cpu):6.0f} us   : {rounds}")
     return 0
@@ -280,17 +285,11 @@ def _opcodes(configs: list[str], base: dict[str, str], data: str, args: argparse
     )
     counts: dict[str, dict[str, list[float]]] = {}
     for config in configs:
-        done = subprocess.run(
-            _child_argv(config, args.requests, 1, args.post, opcodes=True),
-            env=_config_env(config, base, data),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            print(done.stderr[-2000:], file=sys.stderr)
+        argv = _child_argv(config, args.requests, 1, args.post, opcodes=True)
+        counted = _run_child(argv, config, base, data)
+        if counted is None:
             return 1
-        counts[config] = json.loads(done.stdout.strip().splitlines()[-1])
+        counts[config] = counted
     first = counts[configs[0]]
     total = sum(ops for ops, _calls in first.values())
     for config in configs:

@@ -204,28 +204,23 @@ def test_keyset_scenario_measures_every_page_kind(
     assert asyncio.run(_remaining(admin_database_url, ctx)) == set()
 
 
-def test_inprocess_measures_every_configuration() -> None:
-    """``python -m bench.inprocess``: each configuration in its own process, on the
-    test servers (the bench falls back to them), a figure per configuration."""
+def _inprocess(*args: str) -> list[str]:
+    """``python -m bench.inprocess *args`` on the test servers: its output lines."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.inprocess",
-            "--requests",
-            "20",
-            "--rounds",
-            "1",
-            "--configs",
-            "minimal,plain,tracing-10",
-        ],
+        [sys.executable, "-m", "bench.inprocess", *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+def test_inprocess_measures_every_configuration() -> None:
+    """``python -m bench.inprocess``: each configuration in its own process, on the
+    test servers (the bench falls back to them), a figure per configuration."""
+    lines = _inprocess("--requests", "20", "--rounds", "1", "--configs", "minimal,plain,tracing-10")
     assert lines[0].startswith("in-process CPU us per GET incident")
     figures = {ln.split()[0]: float(ln.split()[1]) for ln in lines[1:]}
     assert set(figures) == {"minimal", "plain", "tracing-10"}
@@ -235,26 +230,9 @@ def test_inprocess_measures_every_configuration() -> None:
 def test_inprocess_counts_the_opcodes_a_configuration_adds() -> None:
     """``python -m bench.inprocess --opcodes``: bytecodes per request, exact: tracing on
     (nothing sampled) executes more than both off, and its own functions say where."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.inprocess",
-            "--opcodes",
-            "--requests",
-            "20",
-            "--configs",
-            "plain,tracing-off",
-            "--top",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+    lines = _inprocess(
+        "--opcodes", "--requests", "20", "--configs", "plain,tracing-off", "--top", "5"
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
     assert lines[0].startswith("opcodes per GET incident")
     totals = {ln.split()[0]: float(ln.split()[1]) for ln in lines[1:] if "opcodes" in ln}
     assert set(totals) == {"plain", "tracing-off"}
