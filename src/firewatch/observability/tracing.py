@@ -418,10 +418,9 @@ class DroppedRequest(NonRecordingSpan):
         self.trace_id = trace_id
         self.span_id = span_id
         self._lazy: SpanContext | None = None
-        current = otel_context.Context({_SPAN_KEY: self, _SUPPRESS_INSTRUMENTATION_KEY: True})
-        # (_attach inlined: this is every unsampled request)
-        var = _context_var
-        self._token = otel_context.attach(current) if var is None else var.set(current)
+        self._token = _attach(
+            otel_context.Context({_SPAN_KEY: self, _SUPPRESS_INSTRUMENTATION_KEY: True})
+        )
 
     def get_span_context(self) -> SpanContext:
         context = self._lazy
@@ -440,15 +439,8 @@ class DroppedRequest(NonRecordingSpan):
         """The middleware's end of the request (``status`` given): the context it
         began in is current again. OTel's ``Span.end(end_time)``: nothing, as for any
         non-recording span."""
-        if status is not None:  # (_detach inlined)
-            var = _context_var
-            if var is not None:
-                try:
-                    var.reset(self._token)
-                    return
-                except ValueError:
-                    pass
-            otel_context.detach(self._token)
+        if status is not None:
+            _detach(self._token)
 
     def __repr__(self) -> str:
         return f"DroppedRequest({self.get_span_context()!r})"
@@ -666,20 +658,12 @@ def sql_span(
     Measured: a sampled GET incident went from 663k to 525k instructions on the
     main thread (``python -m bench.inprocess --instructions``, ADR-007 eighth note).
     """
-    tracer = _sql_tracer
-    if tracer is None:
-        return None
-    # _recording_parent, inlined: every statement of every request asks
-    current = _get_context()
-    if current.get(_SUPPRESS_INSTRUMENTATION_KEY):
-        return None
-    span: Any = current.get(_SPAN_KEY)
-    if span is None or not span.is_recording():
+    parent = _recording_parent(_sql_tracer)
+    if parent is None:
         return None
     attributes = dict(connection_attributes())
     attributes["db.statement"] = query
-    parent = (current, span.get_span_context())
-    return _ClientScope(_client(tracer, parent, statement_name(query), attributes))
+    return _ClientScope(_client(_sql_tracer, parent, statement_name(query), attributes))
 
 
 def ingest_span(source: str, *, alerts: int) -> SpanScope:
